@@ -1,0 +1,58 @@
+"""Entry point: `ctx-lsp` / `python -m ctx_lsp` start the language server on stdio."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from . import __version__
+
+
+def _serve_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tcp", action="store_true", help="listen on TCP instead of stdio")
+    parser.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=2087, help="TCP port (default 2087)")
+    parser.add_argument("--log-file", help="write logs to this file instead of stderr")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+
+
+def setup_logging(verbose: int, log_file: str | None) -> None:
+    from .redact import RedactingFilter
+
+    handler: logging.Handler = (
+        logging.FileHandler(log_file, encoding="utf-8") if log_file else logging.StreamHandler()
+    )
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    # pygls logs every message at DEBUG/INFO, text included: keep it quiet unless -vv.
+    logging.getLogger("pygls").setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
+
+
+def serve(args: argparse.Namespace) -> int:
+    setup_logging(args.verbose, args.log_file)
+    from .server import build_server
+
+    server = build_server()
+    if args.tcp:
+        server.start_tcp(args.host, args.port)
+    else:
+        server.start_io()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(
+        prog="ctx-lsp", description="A language server that gives any editor AI help that remembers."
+    )
+    parser.add_argument("--version", action="version", version=f"ctx-lsp {__version__}")
+    _serve_parser(parser)
+    args = parser.parse_args(argv)
+    return serve(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

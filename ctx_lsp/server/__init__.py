@@ -1,0 +1,200 @@
+"""The language server: typed state on one `LanguageServer` subclass, thin handlers.
+
+This package is the only place that imports pygls. Handler modules register
+their features on a server built by `build_server()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
+from pygls.protocol.language_server import lsp_method
+from pygls.uris import to_fs_path
+
+from .. import __version__
+from ..documents import Document, DocumentStore
+from ..settings import Layer, Settings, resolve
+from ..workspace import Folder
+
+log = logging.getLogger(__name__)
+
+#: Seconds between a change and the session save it triggers.
+SESSION_SAVE_DELAY_S = 1.0
+
+
+class CtxProtocol(LanguageServerProtocol):
+    """Skips pygls' own text documents: they re-split the whole text on every
+    keystroke. Our `DocumentStore` (fed by our handlers) owns the text instead."""
+
+    def _user(self, method: str, params: Any):
+        if (handler := self.fm.features.get(method)) is not None:
+            yield handler, (params,), None
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_OPEN)
+    def lsp_text_document__did_open(self, params: types.DidOpenTextDocumentParams):
+        yield from self._user(types.TEXT_DOCUMENT_DID_OPEN, params)
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
+    def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams):
+        yield from self._user(types.TEXT_DOCUMENT_DID_CHANGE, params)
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CLOSE)
+    def lsp_text_document__did_close(self, params: types.DidCloseTextDocumentParams):
+        yield from self._user(types.TEXT_DOCUMENT_DID_CLOSE, params)
+
+
+class CtxServer(LanguageServer):
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        super().__init__("ctx-lsp", __version__, protocol_cls=CtxProtocol)
+        self.env: dict[str, str] = dict(os.environ if env is None else env)
+        self.documents = DocumentStore()
+        self.folders: dict[Path, Folder] = {}
+        #: uri → version last saved (didOpen counts as saved): anything newer is unsaved
+        self.saved_versions: dict[str, int] = {}
+        self.init_options: Any = {}
+        self.client_settings: Any = {}
+        self.file_layers: list[Layer] = []
+        self.settings = Settings()
+        self.origins: dict[str, str] = {}
+        self._told: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._save_handle: asyncio.TimerHandle | None = None
+
+    # -- messages to the user: once per distinct text --------------------------
+    def tell(self, message: str, kind: types.MessageType = types.MessageType.Warning) -> None:
+        log.log(logging.ERROR if kind == types.MessageType.Error else logging.WARNING, message)
+        if message in self._told:
+            return
+        self._told.add(message)
+        self.window_show_message(types.ShowMessageParams(type=kind, message=f"ctx-lsp: {message}"))
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        # pygls' default shows every error; ours logs it and tells the user once.
+        log.error("internal error (%s): %s", getattr(source, "__name__", source), error)
+        self.tell(f"internal error: {error.__class__.__name__}; see the log", types.MessageType.Error)
+
+    def run_task(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Background work whose failure is logged, never lost or fatal."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and (exc := t.exception()) is not None:
+                log.error("background task %s failed: %r", name, exc, exc_info=exc)
+
+        task.add_done_callback(done)
+        return task
+
+    # -- settings ----------------------------------------------------------------
+    def apply_settings(self) -> None:
+        from ..config_files import read_config, user_config_path, workspace_config_path
+
+        layers: list[Layer] = []
+        problems: list[str] = []
+        paths = [(user_config_path(), "user config")]
+        paths += [(workspace_config_path(root), "workspace config") for root in self.folders]
+        self.file_tables: list[tuple[Path, dict[str, Any]]] = []
+        for path, source in paths:
+            layer, tables, errs = read_config(path, source)
+            layers.append(layer)
+            problems += errs
+            if tables:
+                self.file_tables.append((path, tables))
+        layers.append(Layer("initializationOptions", _ctx_section(self.init_options)))
+        layers.append(Layer("workspace/configuration", _ctx_section(self.client_settings)))
+        resolved = resolve(layers)
+        self.settings, self.origins = resolved.settings, resolved.origins
+        for problem in problems + resolved.problems:
+            self.tell(problem)
+        for folder in self.folders.values():
+            folder.refresh_scope(self.settings)
+        self.report_store_problems()
+
+    def report_store_problems(self) -> None:
+        for folder in self.folders.values():
+            for problem in folder.store.take_problems():
+                self.tell(problem)
+
+    # -- folders and documents -------------------------------------------------
+    def add_folder(self, root: Path) -> Folder:
+        root = root.resolve()
+        if root not in self.folders:
+            self.folders[root] = Folder(root, self.settings)
+        return self.folders[root]
+
+    def folder_for_path(self, path: Path) -> Folder | None:
+        best: Folder | None = None
+        for folder in self.folders.values():
+            if folder.contains(path) and (
+                best is None or len(folder.root.parts) > len(best.root.parts)
+            ):
+                best = folder
+        return best
+
+    def folder_for_uri(self, uri: str) -> Folder | None:
+        path = uri_path(uri)
+        return self.folder_for_path(path) if path else None
+
+    def default_folder(self) -> Folder:
+        if not self.folders:
+            self.add_folder(Path.cwd())
+        return next(iter(self.folders.values()))
+
+    def folder_documents(self, folder: Folder) -> list[tuple[str, Document, bool]]:
+        out = []
+        for doc in self.documents:
+            path = uri_path(doc.uri)
+            if path is not None and self.folder_for_path(path) is folder:
+                dirty = doc.version != self.saved_versions.get(doc.uri, doc.version)
+                out.append((folder.relpath(path), doc, dirty))
+        return out
+
+    def schedule_session_save(self) -> None:
+        if self._save_handle is not None:
+            self._save_handle.cancel()
+        loop = asyncio.get_running_loop()
+        self._save_handle = loop.call_later(SESSION_SAVE_DELAY_S, self.save_sessions)
+
+    def save_sessions(self) -> None:
+        from ..session import FileRecord
+
+        self._save_handle = None
+        for folder in self.folders.values():
+            docs = self.folder_documents(folder)
+            records = [FileRecord(rel, d.language_id, d.modified, d.modified) for rel, d, _ in docs]
+            env_names = [n for n in self.settings.env_allowlist if n in self.env]
+            branch = folder.git.branch()
+            folder.update_session(records, env_names, branch.branch or branch.head)
+            folder.save_session()
+
+
+def _ctx_section(value: Any) -> Any:
+    """Settings may come bare or wrapped in {"ctx": {...}}."""
+    if isinstance(value, dict) and isinstance(value.get("ctx"), dict):
+        return value["ctx"]
+    return value if value is not None else {}
+
+
+def uri_path(uri: str) -> Path | None:
+    if not isinstance(uri, str) or not uri.startswith("file:"):
+        return None
+    fs = to_fs_path(uri)
+    return Path(fs) if fs else None
+
+
+def build_server(env: dict[str, str] | None = None) -> CtxServer:
+    from . import context_handlers, lifecycle, text_sync
+
+    server = CtxServer(env)
+    for module in (lifecycle, text_sync, context_handlers):
+        module.register(server)
+    return server

@@ -1,0 +1,93 @@
+"""Commands on the context itself: show it, pin and unpin files, clear state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+from .. import commands
+from ..context import context_file_json, snapshot, summary_text
+from ..workspace import Folder, PathError
+from . import CtxServer
+
+
+def _folder_for_path(ls: CtxServer, arg: str) -> tuple[Folder, str]:
+    """The folder a path argument belongs to, and the path relative to it."""
+    errors = []
+    for folder in ls.folders.values() or [ls.default_folder()]:
+        try:
+            path = folder.resolve_path(arg)
+        except PathError as exc:
+            errors.append(str(exc))
+            continue
+        return folder, folder.relpath(path)
+    raise PathError(errors[0] if errors else f"{arg}: no workspace folder")
+
+
+def _fail(message: str) -> None:
+    from pygls.exceptions import JsonRpcInvalidParams
+
+    raise JsonRpcInvalidParams(message)
+
+
+def register(server: CtxServer) -> None:
+    @server.command(commands.SHOW_CONTEXT)
+    def show_context(ls: CtxServer, *args: Any) -> dict[str, Any]:
+        try:
+            opts = commands.one_object(list(args))
+        except commands.ArgumentError as exc:
+            _fail(f"{commands.SHOW_CONTEXT}: {exc}")
+        folders = list(ls.folders.values()) or [ls.default_folder()]
+        texts, files = [], []
+        for folder in folders:
+            snap = snapshot(folder, ls.folder_documents(folder), ls.settings, ls.env)
+            texts.append(summary_text(snap))
+            files += [context_file_json(f, folder) for f in snap.active + snap.pinned]
+        ls.report_store_problems()
+        result: dict[str, Any] = {
+            "text": "\n\n".join(texts),
+            "folders": [str(f.root) for f in folders],
+            "files": files,
+        }
+        # {"uri": …}: the text the server holds for that document, unsaved edits included
+        uri = opts.get("uri")
+        if isinstance(uri, str) and (doc := ls.documents.get(uri)) is not None:
+            result["documentText"] = doc.text
+        return result
+
+    @server.command(commands.ADD_FILE)
+    def add_file(ls: CtxServer, *args: Any) -> dict[str, Any]:
+        try:
+            arg = commands.string_arg(commands.one_object(list(args)), "path")
+            folder, rel = _folder_for_path(ls, arg)
+        except (commands.ArgumentError, PathError) as exc:
+            _fail(f"{commands.ADD_FILE}: {exc}")
+        if not (folder.root / rel).is_file():
+            _fail(f"{commands.ADD_FILE}: {rel} is not a file in {folder.root}")
+        added = folder.pin(rel)
+        ls.schedule_session_save()
+        return {"text": f"Pinned {rel}" if added else f"{rel} was already pinned", "path": rel}
+
+    @server.command(commands.REMOVE_FILE)
+    def remove_file(ls: CtxServer, *args: Any) -> dict[str, Any]:
+        try:
+            arg = commands.string_arg(commands.one_object(list(args)), "path")
+            folder, rel = _folder_for_path(ls, arg)
+        except (commands.ArgumentError, PathError) as exc:
+            _fail(f"{commands.REMOVE_FILE}: {exc}")
+        removed = folder.unpin(rel)
+        ls.schedule_session_save()
+        return {"text": f"Unpinned {rel}" if removed else f"{rel} was not pinned", "path": rel}
+
+    @server.command(commands.CLEAR_HISTORY)
+    def clear_history(ls: CtxServer, *args: Any) -> dict[str, Any]:
+        for folder in ls.folders.values():
+            folder.history.clear()
+        return {"text": "Chat history cleared"}
+
+    @server.command(commands.CLEAR_SESSION)
+    def clear_session(ls: CtxServer, *args: Any) -> dict[str, Any]:
+        for folder in ls.folders.values():
+            folder.clear_session()
+        return {"text": "Session cleared"}
+

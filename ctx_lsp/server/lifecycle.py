@@ -1,0 +1,76 @@
+"""initialize / initialized / configuration / workspace folders / shutdown."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from lsprotocol import types
+
+from ..documents import Encoding
+from . import CtxServer, uri_path
+
+log = logging.getLogger(__name__)
+
+
+def register(server: CtxServer) -> None:
+    @server.feature(types.INITIALIZE)
+    def initialize(ls: CtxServer, params: types.InitializeParams) -> None:
+        ls.init_options = params.initialization_options or {}
+        roots = [uri_path(f.uri) for f in params.workspace_folders or []]
+        if not roots and params.root_uri:
+            roots = [uri_path(params.root_uri)]
+        elif not roots and params.root_path:
+            roots = [Path(params.root_path)]
+        for root in roots:
+            if root is not None:
+                ls.add_folder(root)
+        encoding = ls.workspace.position_encoding or "utf-16"
+        ls.documents.encoding = Encoding(getattr(encoding, "value", encoding))
+        ls.apply_settings()
+
+    @server.feature(types.INITIALIZED)
+    async def initialized(ls: CtxServer, params: types.InitializedParams) -> None:
+        await pull_configuration(ls)
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    async def did_change_configuration(
+        ls: CtxServer, params: types.DidChangeConfigurationParams
+    ) -> None:
+        pushed = params.settings
+        if isinstance(pushed, dict) and isinstance(pushed.get("ctx"), dict):
+            ls.client_settings = pushed["ctx"]
+            ls.apply_settings()
+        else:
+            await pull_configuration(ls)
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+    def did_change_folders(ls: CtxServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
+        for removed in params.event.removed:
+            path = uri_path(removed.uri)
+            folder = ls.folders.pop(path.resolve(), None) if path else None
+            if folder is not None:
+                folder.save_session()
+        for added in params.event.added:
+            if (path := uri_path(added.uri)) is not None:
+                ls.add_folder(path)
+        ls.report_store_problems()
+
+    @server.feature(types.SHUTDOWN)
+    def shutdown(ls: CtxServer, params: None) -> None:
+        ls.save_sessions()
+
+
+async def pull_configuration(ls: CtxServer) -> None:
+    caps = ls.client_capabilities.workspace
+    if not (caps and caps.configuration):
+        return
+    try:
+        result = await ls.workspace_configuration_async(
+            types.ConfigurationParams(items=[types.ConfigurationItem(section="ctx")])
+        )
+    except Exception as exc:  # a client that fails the request keeps the settings we have
+        log.warning("workspace/configuration failed: %s", exc)
+        return
+    ls.client_settings = result[0] if result and isinstance(result[0], dict) else {}
+    ls.apply_settings()

@@ -1,0 +1,118 @@
+"""One workspace folder: its root, git repository, `.ctx/` store, session and history.
+
+Each folder of a multi-root workspace has its own; the server keeps them by root.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from .git import GitRepo
+from .history import History
+from .session import FileRecord, Session, SessionStore
+from .settings import Settings, _safe_name
+from .store import CtxStore
+
+log = logging.getLogger(__name__)
+
+
+class PathError(ValueError):
+    """A path argument that points outside the workspace or cannot be used."""
+
+
+class Folder:
+    def __init__(self, root: Path, settings: Settings) -> None:
+        self.root = root.resolve()
+        self.git = GitRepo(self.root, timeout_s=10.0)
+        self.user = settings.effective_user()
+        self.branch_sessions = settings.branch_sessions
+        self._open_scope(self._scope())
+
+    # -- scope: per user, optionally per branch --------------------------------
+    def _scope(self) -> tuple[str, ...]:
+        scope: tuple[str, ...] = ("users", self.user)
+        if self.branch_sessions:
+            branch = self.git.branch()
+            scope += ("branches", _safe_name(branch.branch or branch.head or "none"))
+        return scope
+
+    def _open_scope(self, scope: tuple[str, ...]) -> None:
+        self.scope = scope
+        self.store = CtxStore(self.root, scope)
+        self.history = History(self.store)
+        self.history.load()
+        self.sessions = SessionStore(self.store)
+        self.session: Session = self.sessions.load()
+
+    def refresh_scope(self, settings: Settings) -> bool:
+        """Switch session and history when the user, or the branch (if per-branch), changed."""
+        self.user = settings.effective_user()
+        self.branch_sessions = settings.branch_sessions
+        scope = self._scope()
+        if scope == self.scope:
+            return False
+        self.save_session()
+        self._open_scope(scope)
+        return True
+
+    # -- paths -----------------------------------------------------------------
+    def contains(self, path: Path) -> bool:
+        try:
+            path.resolve().relative_to(self.root)
+        except ValueError:
+            return False
+        return True
+
+    def relpath(self, path: Path) -> str:
+        return path.resolve().relative_to(self.root).as_posix()
+
+    def resolve_path(self, arg: str) -> Path:
+        """A user-given path as a file inside this folder; refuses `..`, absolute and
+        symlinked paths that lead out of the workspace."""
+        if not isinstance(arg, str) or not arg.strip():
+            raise PathError("a file path is required")
+        candidate = Path(arg).expanduser()
+        if not candidate.is_absolute():
+            candidate = self.root / candidate
+        resolved = candidate.resolve()
+        if not self.contains(resolved):
+            raise PathError(f"{arg} is outside the workspace folder {self.root}")
+        return resolved
+
+    # -- pins ------------------------------------------------------------------
+    @property
+    def pinned(self) -> list[str]:
+        return self.session.pinned
+
+    def pin(self, rel: str) -> bool:
+        if rel in self.session.pinned:
+            return False
+        self.session.pinned.append(rel)
+        return True
+
+    def unpin(self, rel: str) -> bool:
+        if rel not in self.session.pinned:
+            return False
+        self.session.pinned.remove(rel)
+        return True
+
+    # -- session ---------------------------------------------------------------
+    def update_session(
+        self, open_files: list[FileRecord], env_names: list[str], branch: str | None
+    ) -> None:
+        self.session.open_files = open_files
+        self.session.env_names = env_names
+        self.session.branch = branch
+        self.session.last_active = time.time()
+
+    def save_session(self) -> None:
+        try:
+            self.sessions.save(self.session)
+        except OSError as exc:
+            log.error("cannot save the session in %s: %s", self.store.dir, exc)
+
+    def clear_session(self) -> None:
+        self.sessions.clear()
+        self.session = Session()
