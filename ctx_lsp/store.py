@@ -1,0 +1,214 @@
+"""The workspace's private `.ctx/` folder: atomic writes, versioned JSON, quarantine of damage.
+
+Reading never creates anything; the folder (with a `.gitignore` of `*`) appears on the first write.
+Damaged files are moved aside into `.ctx/corrupt/` and reported, never raised, so a bad file can
+cost the user some remembered state but never a working server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import stat
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import filelock
+
+CTX_DIR = ".ctx"
+CORRUPT_DIR = "corrupt"
+LOCK_TIMEOUT = 10.0
+# filelock polls while waiting; its 50 ms default would dominate short critical sections.
+LOCK_POLL = 0.005
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in `path` durable; some platforms cannot open directories, which is fine."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def scope_part(text: str) -> str:
+    """Make any text (a branch like "feature/x", a user name) safe as one scope component."""
+    safe = "".join(c if c.isalnum() or c in "-_.@+" else f"%{ord(c):02X}" for c in text)
+    return "%2E" + safe[1:] if safe.startswith(".") or not safe else safe
+
+
+class CtxStore:
+    """Files under `root/.ctx/<scope...>/`."""
+
+    def __init__(self, root: Path, scope: tuple[str, ...] = ()) -> None:
+        for part in scope:
+            if not part or part in (".", "..") or "/" in part or "\\" in part:
+                raise ValueError(f"bad scope component: {part!r}")
+        self.root = Path(root)
+        self.ctx_dir = self.root / CTX_DIR
+        self.dir = self.ctx_dir.joinpath(*scope)
+        self.problems: list[str] = []
+        self._unmovable: set[str] = set()  # damaged paths already reported as stuck
+        self._locks: dict[str, filelock.FileLock] = {}
+
+    # -- problems ---------------------------------------------------------------------------
+
+    def report(self, message: str) -> None:
+        self.problems.append(message)
+
+    def take_problems(self) -> list[str]:
+        taken, self.problems = self.problems, []
+        return taken
+
+    # -- paths and writing ------------------------------------------------------------------
+
+    def ensure(self) -> Path:
+        self.ctx_dir.mkdir(parents=True, exist_ok=True)
+        ignore = self.ctx_dir / ".gitignore"
+        if not ignore.exists():
+            self._write_bytes(ignore, b"*\n")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return self.dir
+
+    def path(self, name: str) -> Path:
+        parts = name.split("/")
+        if any(p in ("", ".", "..") or "\\" in p or ":" in p for p in parts):
+            raise ValueError(f"bad store file name: {name!r}")
+        return self.dir.joinpath(*parts)
+
+    def rel(self, path: Path) -> str:
+        """A path as shown to users: relative to the workspace when possible."""
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
+
+    def write_bytes_atomic(self, name: str, data: bytes) -> Path:
+        self.ensure()
+        target = self.path(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self._write_bytes(target, data)
+        return target
+
+    def write_text_atomic(self, name: str, text: str) -> Path:
+        return self.write_bytes_atomic(name, text.encode("utf-8"))
+
+    def write_json_atomic(self, name: str, obj: Any, version: int) -> Path:
+        text = json.dumps({"version": version, "data": obj}, ensure_ascii=False, indent=1)
+        return self.write_text_atomic(name, text + "\n")
+
+    @staticmethod
+    def _write_bytes(target: Path, data: bytes) -> None:
+        # Same-directory temp file so os.replace is a rename on one filesystem: readers see the
+        # old file or the new one, never a half-written one, even across a crash.
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        fsync_dir(target.parent)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def read_json_versioned(self, name: str, version: int) -> tuple[int, Any] | None:
+        """(stored version, data), or None when absent or damaged (damage is quarantined)."""
+        path = self.path(name)
+        try:
+            raw = path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except IsADirectoryError:
+            self.quarantine(path, "a directory stands where a file should be")
+            return None
+        except OSError as exc:  # PermissionError and friends
+            self.quarantine(path, f"cannot be read ({exc.strerror or exc})")
+            return None
+        try:
+            doc = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            self.quarantine(path, "is not UTF-8 text")
+            return None
+        except ValueError as exc:
+            self.quarantine(path, f"is not valid JSON ({exc})")
+            return None
+        if not isinstance(doc, dict) or "data" not in doc or "version" not in doc:
+            self.quarantine(path, "lacks the version/data envelope")
+            return None
+        stored = doc["version"]
+        if isinstance(stored, bool) or not isinstance(stored, int):
+            self.quarantine(path, "has a non-integer version")
+            return None
+        if stored > version:
+            self.quarantine(path, f"has format version {stored}, newer than supported {version}")
+            return None
+        return stored, doc["data"]
+
+    def read_json(self, name: str, version: int) -> Any | None:
+        got = self.read_json_versioned(name, version)
+        return None if got is None else got[1]
+
+    def size_of(self, name: str) -> int:
+        try:
+            st = self.path(name).stat()
+        except OSError:
+            return 0
+        return st.st_size if stat.S_ISREG(st.st_mode) else 0
+
+    # -- damage -----------------------------------------------------------------------------
+
+    def quarantine(self, path: Path, reason: str) -> None:
+        """Move a damaged file aside into `.ctx/corrupt/` and report it once."""
+        shown = self.rel(path)
+        try:
+            rel_parts = path.relative_to(self.ctx_dir).parts
+        except ValueError:
+            rel_parts = (path.name,)
+        flat = "__".join(rel_parts)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        try:
+            corrupt = self.ctx_dir / CORRUPT_DIR
+            self.ensure()
+            corrupt.mkdir(exist_ok=True)
+            target = corrupt / f"{flat}.{stamp}"
+            n = 1
+            while target.exists() or target.is_symlink():
+                n += 1
+                target = corrupt / f"{flat}.{stamp}-{n}"
+            os.replace(path, target)
+        except OSError as exc:
+            # Cannot move it (read-only folder, ...): leave it, ignore it, say so once.
+            if shown not in self._unmovable:
+                self._unmovable.add(shown)
+                self.report(f"{shown} {reason}; it could not be moved aside ({exc}), ignoring it")
+            return
+        fsync_dir(path.parent)
+        self._unmovable.discard(shown)
+        self.report(f"{shown} {reason}; moved to {self.rel(target)}, starting from defaults")
+
+    # -- locking ----------------------------------------------------------------------------
+
+    def lock(self, name: str) -> filelock.FileLock:
+        """An inter-process lock for one file (`<name>.lock` beside it); reentrant per thread."""
+        target = self.path(name)
+        key = str(target)
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = filelock.FileLock(f"{key}.lock", timeout=LOCK_TIMEOUT, poll_interval=LOCK_POLL)
+            self._locks[key] = lock
+        self.ensure()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return lock
