@@ -46,7 +46,8 @@ def serve(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(
-        prog="ctx-lsp", description="A language server that gives any editor AI help that remembers."
+        prog="ctx-lsp",
+        description="A language server that gives any editor AI help that remembers.",
     )
     parser.add_argument("--version", action="version", version=f"ctx-lsp {__version__}")
     _serve_parser(parser)

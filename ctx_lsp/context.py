@@ -115,3 +115,19 @@ def summary_text(snap: ContextSnapshot) -> str:
         lines.append("Environment (allowlisted): none")
     lines.append(f"History: {snap.history_messages} messages")
     return "\n".join(lines)
+
+
+def prompt_summary(snap: ContextSnapshot) -> str:
+    """The project summary for prompts: stable across identical requests (no clocks or
+    counters), so repeated prompts hit the cache."""
+    lines = [f"Workspace: {snap.root.name}", f"Branch: {snap.branch.label()}"]
+    if snap.active:
+        files = sorted(snap.active, key=lambda f: f.path)
+        lines.append(
+            "Open files: " + ", ".join(f"{f.path} ({f.language_id or 'text'})" for f in files)
+        )
+    if snap.pinned:
+        lines.append("Pinned files: " + ", ".join(sorted(f.path for f in snap.pinned)))
+    if snap.env:
+        lines.append("Environment: " + ", ".join(f"{k}={v}" for k, v in snap.env.items()))
+    return "\n".join(lines)

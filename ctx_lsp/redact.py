@@ -12,8 +12,11 @@ from collections.abc import Iterable
 
 # (kind, pattern); a pattern with a group masks only that group, keeping the rest readable.
 _PATTERNS: list[tuple[str, str]] = [
-    ("private-key", r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----[\s\S]*?-----END [A-Z0-9 ]*"
-     r"PRIVATE KEY( BLOCK)?-----"),
+    (
+        "private-key",
+        r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----[\s\S]*?-----END [A-Z0-9 ]*"
+        r"PRIVATE KEY( BLOCK)?-----",
+    ),
     ("anthropic-key", r"\bsk-ant-[A-Za-z0-9_\-]{20,}"),
     ("openai-key", r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}"),
     ("github-token", r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})"),

@@ -211,7 +211,9 @@ def resolve(layers: Iterable[Layer]) -> Resolved:
                 values[f.name] = _coerce(f, raw)
                 origins[key] = layer.source
             except ValueError as exc:
-                problems.append(f"{where}: invalid value {raw!r} for '{key}' ({exc}), using default")
+                problems.append(
+                    f"{where}: invalid value {raw!r} for '{key}' ({exc}), using default"
+                )
     return Resolved(replace(Settings(), **values), problems, origins)
 
 

@@ -9,6 +9,8 @@ import logging
 import time
 from pathlib import Path
 
+from .cache import ResponseCache
+from .exclusion import Excluder
 from .git import GitRepo
 from .history import History
 from .session import FileRecord, Session, SessionStore
@@ -26,9 +28,14 @@ class Folder:
     def __init__(self, root: Path, settings: Settings) -> None:
         self.root = root.resolve()
         self.git = GitRepo(self.root, timeout_s=10.0)
+        self.excluder = Excluder(self.root)
         self.user = settings.effective_user()
         self.branch_sessions = settings.branch_sessions
         self._open_scope(self._scope())
+        # shared by all users of the folder: keyed by the (masked) prompt
+        self.cache = ResponseCache(
+            self.root / ".ctx" / "cache" / "responses.sqlite", ensure=CtxStore(self.root).ensure
+        )
 
     # -- scope: per user, optionally per branch --------------------------------
     def _scope(self) -> tuple[str, ...]:

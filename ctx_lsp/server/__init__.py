@@ -20,8 +20,14 @@ from pygls.protocol.language_server import lsp_method
 from pygls.uris import to_fs_path
 
 from .. import __version__
+from ..assistant import Assistant, backend_config
+from ..backend import Backend, BackendError
+from ..context import prompt_summary, snapshot
 from ..documents import Document, DocumentStore
+from ..relevance import OpenDoc
+from ..scheduling import LatestOnly
 from ..settings import Layer, Settings, resolve
+from ..templates import TemplateLibrary
 from ..workspace import Folder
 
 log = logging.getLogger(__name__)
@@ -67,19 +73,39 @@ class CtxServer(LanguageServer):
         self._told: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._save_handle: asyncio.TimerHandle | None = None
+        self.scheduler = LatestOnly()
+        self.templates = TemplateLibrary.builtin()
+        self._backend: Backend | None = None
 
     # -- messages to the user: once per distinct text --------------------------
-    def tell(self, message: str, kind: types.MessageType = types.MessageType.Warning) -> None:
-        log.log(logging.ERROR if kind == types.MessageType.Error else logging.WARNING, message)
-        if message in self._told:
+    def tell(
+        self,
+        message: str,
+        kind: types.MessageType = types.MessageType.Warning,
+        key: str | None = None,
+    ) -> None:
+        """One window/showMessage per distinct `key` (default: the text), logged once too."""
+        key = key or message
+        if key in self._told:
+            log.debug("%s", message)
             return
-        self._told.add(message)
+        self._told.add(key)
+        log.log(logging.ERROR if kind == types.MessageType.Error else logging.WARNING, message)
         self.window_show_message(types.ShowMessageParams(type=kind, message=f"ctx-lsp: {message}"))
+
+    def backend_failed(self, exc: BackendError) -> None:
+        self.tell(exc.message, types.MessageType.Error, key=f"backend:{exc.kind}")
+
+    def backend_recovered(self) -> None:
+        """After a success, the next failure is news again."""
+        self._told = {k for k in self._told if not k.startswith("backend:")}
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         # pygls' default shows every error; ours logs it and tells the user once.
         log.error("internal error (%s): %s", getattr(source, "__name__", source), error)
-        self.tell(f"internal error: {error.__class__.__name__}; see the log", types.MessageType.Error)
+        self.tell(
+            f"internal error: {error.__class__.__name__}; see the log", types.MessageType.Error
+        )
 
     def run_task(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Background work whose failure is logged, never lost or fatal."""
@@ -158,6 +184,43 @@ class CtxServer(LanguageServer):
                 out.append((folder.relpath(path), doc, dirty))
         return out
 
+    def document_changed(self, uri: str) -> None:
+        """Suggestions in flight for this document are stale now."""
+        self.scheduler.supersede(f"inline:{uri}")
+        self.scheduler.supersede(f"completion:{uri}")
+
+    # -- AI ----------------------------------------------------------------------
+    @property
+    def backend(self) -> Backend:
+        config = backend_config(self.settings)
+        if self._backend is None or self._backend.config != config:
+            if self._backend is not None:
+                self.run_task(self._backend.aclose(), "close backend")
+            self._backend = Backend(config, self.env)
+        return self._backend
+
+    def assistant(self, folder: Folder) -> Assistant:
+        return Assistant(
+            folder, self.settings, self.backend, self.templates, folder.cache, self.env
+        )
+
+    def open_docs(self, folder: Folder) -> list[OpenDoc]:
+        """The folder's open documents (unsaved text) and pinned files, for prompts."""
+        from ..pins import read_pinned
+
+        docs = [
+            OpenDoc(d.uri, rel, d.language_id, d.text, d.modified)
+            for rel, d, _ in self.folder_documents(folder)
+            if folder.excluder.reason(rel) is None
+        ]
+        open_paths = {d.path for d in docs}
+        docs += [d for d in read_pinned(folder) if d.path not in open_paths]
+        return docs
+
+    def project_summary(self, folder: Folder) -> str:
+        snap = snapshot(folder, self.folder_documents(folder), self.settings, self.env)
+        return prompt_summary(snap)
+
     def schedule_session_save(self) -> None:
         if self._save_handle is not None:
             self._save_handle.cancel()
@@ -192,9 +255,9 @@ def uri_path(uri: str) -> Path | None:
 
 
 def build_server(env: dict[str, str] | None = None) -> CtxServer:
-    from . import context_handlers, lifecycle, text_sync
+    from . import ai_handlers, context_handlers, lifecycle, text_sync
 
     server = CtxServer(env)
-    for module in (lifecycle, text_sync, context_handlers):
+    for module in (lifecycle, text_sync, context_handlers, ai_handlers):
         module.register(server)
     return server

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from .. import commands
 from ..context import context_file_json, snapshot, summary_text
 from ..workspace import Folder, PathError
@@ -64,6 +63,8 @@ def register(server: CtxServer) -> None:
             _fail(f"{commands.ADD_FILE}: {exc}")
         if not (folder.root / rel).is_file():
             _fail(f"{commands.ADD_FILE}: {rel} is not a file in {folder.root}")
+        if (why := folder.excluder.reason(rel)) is not None:
+            _fail(f"{commands.ADD_FILE}: refused to pin {rel}: {why}")
         added = folder.pin(rel)
         ls.schedule_session_save()
         return {"text": f"Pinned {rel}" if added else f"{rel} was already pinned", "path": rel}
@@ -90,4 +91,3 @@ def register(server: CtxServer) -> None:
         for folder in ls.folders.values():
             folder.clear_session()
         return {"text": "Session cleared"}
-

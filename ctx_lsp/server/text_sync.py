@@ -26,6 +26,7 @@ def register(server: CtxServer) -> None:
     def did_change(ls: CtxServer, params: types.DidChangeTextDocumentParams) -> None:
         doc = params.text_document
         changes = [(c.text, _range(c)) for c in params.content_changes]
+        ls.document_changed(doc.uri)
         try:
             ls.documents.change(doc.uri, changes, doc.version)
         except KeyError:
@@ -43,6 +44,7 @@ def register(server: CtxServer) -> None:
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: CtxServer, params: types.DidCloseTextDocumentParams) -> None:
+        ls.document_changed(params.text_document.uri)
         ls.documents.close(params.text_document.uri)
         ls.saved_versions.pop(params.text_document.uri, None)
         ls.schedule_session_save()

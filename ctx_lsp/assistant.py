@@ -1,0 +1,204 @@
+"""The AI pipeline shared by the server and the CLI.
+
+request → template (branch-aware) → prompt parts (cursor window, ranked related code,
+history, project summary) → budgeted messages → masked → cache → backend → history.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .backend import Backend, BackendConfig, BackendError, Usage, require_text
+from .cache import ResponseCache, cache_key
+from .messages import ChatMessage
+from .prompt import BuiltPrompt, PromptParts, build_messages, task_renderer
+from .redact import redact
+from .relevance import OpenDoc, rank
+from .settings import Settings
+from .templates import TemplateLibrary
+from .workspace import Folder
+
+log = logging.getLogger(__name__)
+
+#: Most characters of a request kept as its short form in the history.
+SHORT_FORM_CHARS = 1500
+
+
+@dataclass
+class Request:
+    """One AI task. `values` fill the template; the rest steers context and recording."""
+
+    kind: str  # completion, explain, fix, tests, commit, summary, chat
+    template: str
+    values: dict[str, str]
+    #: short form of the request kept in the history ("Explain app.py:3-9 …")
+    summary: str
+    file: str | None = None
+    #: the document the cursor is in, and the cursor's offset in its text
+    current: OpenDoc | None = None
+    cursor: int | None = None
+    #: the cursor window, trimmed by the prompt builder when space is short
+    window: tuple[str, str] | None = None
+    max_tokens: int | None = None
+    stream: bool = False
+    record: bool = True
+    #: a model answer that is empty is an error for chat tasks, fine for completions
+    allow_empty: bool = False
+    stop: list[str] | None = None
+    extra_related: list[OpenDoc] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    cached: bool
+    usage: Usage
+    prompt: BuiltPrompt
+
+
+def backend_config(settings: Settings) -> BackendConfig:
+    return BackendConfig(
+        model=settings.model,
+        base_url=settings.base_url or None,
+        api_key_env=settings.api_key_env,
+        timeout_s=settings.timeout_s,
+        max_retries=settings.max_retries,
+        max_tokens=settings.max_tokens,
+        temperature=settings.temperature,
+    )
+
+
+class Assistant:
+    def __init__(
+        self,
+        folder: Folder,
+        settings: Settings,
+        backend: Backend,
+        templates: TemplateLibrary,
+        cache: ResponseCache | None,
+        env: Mapping[str, str],
+    ) -> None:
+        self.folder = folder
+        self.settings = settings
+        self.backend = backend
+        self.templates = templates
+        self.cache = cache if settings.cache else None
+        # the key in use is masked wherever it might appear, whatever its shape
+        key = env.get(settings.api_key_env, "")
+        self._secrets = (key,) if key else ()
+
+    def build(self, req: Request, docs: Sequence[OpenDoc], project_summary: str) -> BuiltPrompt:
+        """The exact messages that would be sent: budgeted and masked (also the dry run)."""
+        branch = self.folder.git.branch()
+        values = {
+            "branch": branch.label(),
+            "file": req.file or "",
+            "context": project_summary,
+            **req.values,
+        }
+        history = self.folder.history.for_prompt(self.settings.history_messages)
+        summary = "\n".join(m.content for m in history if m.kind == "summary")
+        turns = [m for m in history if m.kind != "summary"]
+        # completions are many and small: prompts carry the conversation, not them (which
+        # also keeps a repeated completion's prompt identical, so the cache answers it)
+        turns = [m for m in turns if m.kind != "completion"]
+        values.setdefault("history_summary", summary)
+        rendered = self.templates.render(req.template, values, branch.branch)
+        if rendered.missing:
+            log.info("template %s: no value for %s", req.template, sorted(rendered.missing))
+
+        related = []
+        others = [
+            d
+            for d in list(docs) + req.extra_related
+            if req.current is None or d.uri != req.current.uri
+        ]
+        if req.current is not None and req.cursor is not None:
+            related = rank(req.current, req.cursor, others)
+        elif others:
+            related = rank(others[0], 0, others[1:]) if req.kind == "chat" else []
+
+        parts = PromptParts(
+            system=rendered.system,
+            task=rendered.user,
+            related=related,
+            history=[_strip_meta(m) for m in turns],
+            history_summary=summary,
+            project_summary=project_summary,
+            kind=req.kind,
+        )
+        if req.window is not None:
+            parts.cursor_prefix, parts.cursor_suffix = req.window
+            parts.render_task = task_renderer(self.templates, req.template, values, branch.branch)
+        max_tokens = self._max_tokens(req)
+        built = build_messages(parts, self.settings.context_tokens, reserve_output=max_tokens)
+        masked = [
+            ChatMessage(m.role, redact(m.content, self._secrets), kind=m.kind)
+            for m in built.messages
+        ]
+        return BuiltPrompt(masked, built.tokens, built.dropped)
+
+    def _max_tokens(self, req: Request) -> int:
+        return req.max_tokens or self.settings.max_tokens
+
+    async def run(
+        self,
+        req: Request,
+        docs: Sequence[OpenDoc],
+        project_summary: str,
+        on_delta: Callable[[str], None] | None = None,
+    ) -> Answer:
+        built = self.build(req, docs, project_summary)
+        params = {
+            "max_tokens": self._max_tokens(req),
+            "temperature": self.settings.temperature,
+            "stop": req.stop,
+        }
+        key = cache_key(self.settings.model, params, built.messages)
+        if self.cache is not None and (hit := self.cache.get(key)) is not None:
+            log.info("%s answered from the cache", req.kind)
+            if on_delta is not None:
+                on_delta(hit)
+            return Answer(hit, True, Usage(), built)
+        completion = await self.backend.chat(
+            built.messages,
+            max_tokens=params["max_tokens"],
+            stop=req.stop,
+            stream=req.stream,
+            on_delta=on_delta,
+        )
+        text = completion.text if req.allow_empty else require_text(completion)
+        text = redact(text, self._secrets)
+        if self.cache is not None and text.strip():
+            self.cache.put(key, text)
+        if req.record:
+            self.record(req, text, completion.usage, completion.model)
+        return Answer(text, False, completion.usage, built)
+
+    def record(self, req: Request, answer: str, usage: Usage, model: str) -> None:
+        """Both sides of an exchange go to the history, masked, with their token counts."""
+        branch = self.folder.git.branch()
+        meta = {"kind": req.kind, "file": req.file, "branch": branch.branch, "model": model}
+        short = (
+            req.summary
+            if len(req.summary) <= SHORT_FORM_CHARS
+            else (req.summary[:SHORT_FORM_CHARS] + " …")
+        )
+        try:
+            self.folder.history.append(
+                ChatMessage(
+                    "user", redact(short, self._secrets), prompt_tokens=usage.prompt_tokens, **meta
+                ),
+                ChatMessage("assistant", answer, completion_tokens=usage.completion_tokens, **meta),
+            )
+        except OSError as exc:  # the answer still reaches the user
+            log.error("cannot record the exchange in the history: %s", exc)
+
+
+def _strip_meta(m: ChatMessage) -> ChatMessage:
+    return ChatMessage(m.role, m.content, time=m.time, kind=m.kind, id=m.id)
+
+
+__all__ = ["Answer", "Assistant", "BackendError", "Request", "backend_config"]

@@ -1,0 +1,387 @@
+"""Build the chat messages of one request within a token budget.
+
+Everything that may go into a prompt is collected in one typed, ordered container,
+:class:`PromptParts`, and :func:`build_messages` turns it into messages that fit in
+``budget - reserve_output`` tokens, as measured by :func:`count_message_tokens`
+(:func:`ctx_lsp.tokens.count_tokens` of every message content, plus
+:data:`MESSAGE_OVERHEAD` per message and :data:`REPLY_OVERHEAD` once).
+
+The task and the cursor window
+------------------------------
+The final user message (the *task*) comes from the template. When the request has a cursor
+window (completion), the caller does not pass a finished task but a function
+``render_task(prefix, suffix) -> str`` together with ``cursor_prefix`` / ``cursor_suffix``: the
+builder can then re-render the task with a smaller window when the whole window does not fit.
+Only then is the window trimmed: the prefix loses its start, the suffix its end (about three
+quarters of the room go to the prefix), snapped to whole lines where that costs little.
+:func:`task_renderer` makes such a function from a template of a
+:class:`~ctx_lsp.templates.TemplateLibrary`. Without ``render_task`` the ``task`` string is
+used as is, and ``cursor_prefix`` / ``cursor_suffix`` are ignored.
+
+Only when even the system text and the task with an empty window do not fit are those cut as
+well (the system text keeps its start, the task its start and end), so that the result always
+fits.
+
+Priorities (what is kept first)
+-------------------------------
+1. system text and task, with the cursor window;
+2. related code, in rank order: the lowest-ranked snippets are dropped first; the first
+   snippet that does not fit whole is cut to the room left when that is at least
+   :data:`MIN_PARTIAL_SNIPPET` tokens, and the ones after it are dropped;
+3. history: the oldest messages are dropped first, and the history summary (which stands for
+   older history still) is dropped before any message;
+4. the project summary.
+
+The order is strict: once something is dropped or cut, everything after it in this list is
+dropped too (a small part of lower priority never sneaks into the room a bigger part of higher
+priority could not use). So the project summary is kept only when everything else is, and
+nothing optional is kept when the cursor window had to be trimmed.
+
+Message order: system (system text, project summary, related code sections labelled with their
+path and reason) → history summary as a system note → history messages → the task.
+
+``BuiltPrompt.dropped`` tells what was left out: ``related``, ``history``, ``history_summary``
+and ``project_summary`` count items; ``related_truncated`` is 1 when a snippet was cut;
+``cursor_prefix``, ``cursor_suffix``, ``system`` and ``task`` count the characters removed.
+Parts with nothing dropped are absent.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .messages import ChatMessage
+from .relevance import Snippet
+from .templates import TemplateLibrary
+from .tokens import count_tokens, truncate_to_tokens
+
+#: Tokens a chat API adds per message (role and separators), counted generously.
+MESSAGE_OVERHEAD = 4
+#: Tokens that prime the reply, counted once per request.
+REPLY_OVERHEAD = 3
+#: Smallest ``budget - reserve_output`` accepted.
+MIN_BUDGET = 32
+#: A related snippet is cut to fit only if at least this many tokens are left for it.
+MIN_PARTIAL_SNIPPET = 48
+#: Share of the cursor window's room given to the prefix when both sides do not fit.
+PREFIX_SHARE = 0.75
+
+_SEP = "\n\n"
+_SEP_TOKENS = 1
+_ELLIPSIS = "\n…\n"
+_RELATED_HEADER = "Related code from other open files (most relevant first):"
+_PROJECT_HEADER = "Project context:"
+_SUMMARY_HEADER = "Summary of the earlier conversation:"
+
+TaskRenderer = Callable[[str, str], str]
+
+_FENCE_LANG = {
+    ".py": "python",
+    ".ts": "typescript",
+    ".tsx": "tsx",
+    ".js": "javascript",
+    ".jsx": "jsx",
+    ".go": "go",
+    ".rs": "rust",
+    ".java": "java",
+    ".c": "c",
+    ".h": "c",
+    ".cpp": "cpp",
+    ".cs": "csharp",
+    ".rb": "ruby",
+    ".kt": "kotlin",
+    ".swift": "swift",
+}
+
+
+@dataclass
+class PromptParts:
+    system: str
+    #: The rendered user message; ignored when ``render_task`` is set.
+    task: str = ""
+    #: The cursor window, passed to ``render_task``; kept before everything else.
+    cursor_prefix: str = ""
+    cursor_suffix: str = ""
+    related: list[Snippet] = field(default_factory=list)
+    history: list[ChatMessage] = field(default_factory=list)
+    history_summary: str = ""
+    project_summary: str = ""
+    #: ``(prefix, suffix) -> task``; lets the builder shrink the cursor window to fit.
+    render_task: TaskRenderer | None = None
+    #: ``kind`` of the final user message (see :data:`ctx_lsp.messages.Kind`).
+    kind: str = "chat"
+
+
+@dataclass(frozen=True)
+class BuiltPrompt:
+    messages: list[ChatMessage]
+    tokens: int
+    dropped: dict[str, int]
+
+
+def count_message_tokens(messages: Sequence[ChatMessage]) -> int:
+    """Tokens of a request made of ``messages``, as :func:`build_messages` budgets them."""
+    if not messages:
+        return 0
+    return REPLY_OVERHEAD + sum(count_tokens(m.content) + MESSAGE_OVERHEAD for m in messages)
+
+
+def task_renderer(
+    library: TemplateLibrary,
+    name: str,
+    values: Mapping[str, str],
+    branch: str | None = None,
+) -> TaskRenderer:
+    """``render_task`` for template ``name``: its user text with ``$prefix`` / ``$suffix`` set
+    to the window and the other placeholders from ``values``."""
+    base = dict(values)
+
+    def render(prefix: str, suffix: str) -> str:
+        return library.render(name, {**base, "prefix": prefix, "suffix": suffix}, branch).user
+
+    return render
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _cost(text: str) -> int:
+    return count_tokens(text) + MESSAGE_OVERHEAD
+
+
+def _trim_prefix(prefix: str, tokens: int) -> str:
+    """The end of ``prefix`` within ``tokens``, starting at a line start when that is cheap."""
+    cut = truncate_to_tokens(prefix, tokens, keep="end")
+    if cut and len(cut) < len(prefix) and prefix[len(prefix) - len(cut) - 1] != "\n":
+        nl = cut.find("\n")
+        if 0 <= nl < len(cut) // 2:
+            cut = cut[nl + 1 :]
+    return cut
+
+
+def _trim_suffix(suffix: str, tokens: int) -> str:
+    """The start of ``suffix`` within ``tokens``, ending at a line end when that is cheap."""
+    cut = truncate_to_tokens(suffix, tokens, keep="start")
+    if cut and len(cut) < len(suffix) and suffix[len(cut)] != "\n":
+        nl = cut.rfind("\n")
+        if nl >= len(cut) // 2:
+            cut = cut[:nl]
+    return cut
+
+
+def _cut_middle(text: str, tokens: int) -> str:
+    """``text`` within ``tokens``, keeping its start and end around an ellipsis."""
+    if count_tokens(text) <= tokens:
+        return text
+    marker = count_tokens(_ELLIPSIS)
+    room = tokens - marker
+    while room > 1:
+        head = truncate_to_tokens(text, room - room // 2, keep="start")
+        tail = truncate_to_tokens(text, room // 2, keep="end")
+        out = head + _ELLIPSIS + tail
+        over = count_tokens(out) - tokens
+        if over <= 0:
+            return out
+        room -= over
+    return truncate_to_tokens(text, tokens, keep="start")
+
+
+def _fit_window(
+    render: TaskRenderer, prefix: str, suffix: str, room: int
+) -> tuple[str, str, str] | None:
+    """(task, prefix, suffix) with ``count_tokens(task) <= room``, trimming the window;
+    None when even an empty window does not fit."""
+    task = render(prefix, suffix)
+    if count_tokens(task) <= room:
+        return task, prefix, suffix
+    skeleton = count_tokens(render("", ""))
+    if skeleton > room:
+        return None
+    p_need, s_need = count_tokens(prefix), count_tokens(suffix)
+    window = room - skeleton
+    for _ in range(12):
+        if window <= 0:
+            break
+        p_room = max(int(window * PREFIX_SHARE), window - s_need)
+        s_room = window - min(p_room, p_need)
+        p, s = _trim_prefix(prefix, p_room), _trim_suffix(suffix, s_room)
+        task = render(p, s)
+        over = count_tokens(task) - room
+        if over <= 0:
+            return task, p, s
+        window -= max(over, 1)
+    task = render("", "")
+    return (task, "", "") if count_tokens(task) <= room else None
+
+
+def _fence(path: str, text: str) -> str:
+    lang = _FENCE_LANG.get(posixpath.splitext(path)[1].lower(), "")
+    ticks = "```"
+    while ticks in text:
+        ticks += "`"
+    return f"{ticks}{lang}\n{text}\n{ticks}"
+
+
+def _snippet_section(s: Snippet, text: str | None = None) -> str:
+    body = (s.text if text is None else text).strip("\n")
+    return f"### {s.path} ({s.reason})\n{_fence(s.path, body)}"
+
+
+def _core(parts: PromptParts, room: int, dropped: dict[str, int]) -> tuple[str, str]:
+    """System text and task such that both messages fit in ``room`` tokens."""
+    system = parts.system
+    sys_cost = _cost(system) if system else 0
+    if parts.render_task is not None:
+        fitted = _fit_window(
+            parts.render_task, parts.cursor_prefix, parts.cursor_suffix,
+            room - sys_cost - MESSAGE_OVERHEAD,
+        )  # fmt: skip
+        if fitted is not None:
+            task, p, s = fitted
+            if len(p) < len(parts.cursor_prefix):
+                dropped["cursor_prefix"] = len(parts.cursor_prefix) - len(p)
+            if len(s) < len(parts.cursor_suffix):
+                dropped["cursor_suffix"] = len(parts.cursor_suffix) - len(s)
+            return system, task
+        task = parts.render_task("", "")
+        if parts.cursor_prefix:
+            dropped["cursor_prefix"] = len(parts.cursor_prefix)
+        if parts.cursor_suffix:
+            dropped["cursor_suffix"] = len(parts.cursor_suffix)
+    else:
+        task = parts.task
+    if sys_cost + _cost(task) <= room:
+        return system, task
+    # Even the bare system text and task are too big: cut them, the system text to at most
+    # half of the room unless the task needs less.
+    content_room = room - 2 * MESSAGE_OVERHEAD
+    sys_room = max(content_room // 2, content_room - count_tokens(task))
+    if count_tokens(system) > sys_room:
+        new_system = truncate_to_tokens(system, sys_room, keep="start")
+        dropped["system"] = len(system) - len(new_system)
+        system = new_system
+    task_room = room - (_cost(system) if system else 0) - MESSAGE_OVERHEAD
+    new_task = _cut_middle(task, task_room)
+    if len(new_task) < len(task):
+        dropped["task"] = dropped.get("task", 0) + len(task) - len(new_task)
+    return system, new_task
+
+
+def _assemble(
+    parts: PromptParts,
+    system: str,
+    task: str,
+    room: int,
+    complete: bool,
+    dropped: dict[str, int],
+) -> list[ChatMessage]:
+    """Add the optional parts into ``room`` tokens, strictly by priority: once a part (or an
+    item of it) is dropped, everything of lower priority is dropped too. ``complete`` is False
+    when the core itself had to be trimmed (then no optional part goes in). Pieces are counted
+    one by one, which may be off by a few tokens; the caller checks the exact total."""
+    left = room - (_cost(system) if system else 0) - _cost(task)
+    # A system message that does not exist yet costs its overhead once something goes in it.
+    open_cost = 0 if system else MESSAGE_OVERHEAD - _SEP_TOKENS
+
+    # 2. Related code, in rank order; the first snippet that does not fit may be cut.
+    related_sections: list[str] = []
+    n_related = 0
+    for snip in parts.related if complete else []:
+        extra = 0 if related_sections else count_tokens(_RELATED_HEADER) + _SEP_TOKENS + open_cost
+        section = _snippet_section(snip)
+        need = count_tokens(section) + _SEP_TOKENS + extra
+        if need <= left:
+            related_sections.append(section)
+            left -= need
+            n_related += 1
+            continue
+        shell = count_tokens(_snippet_section(snip, "")) + _SEP_TOKENS + extra
+        text_room = left - shell - count_tokens(_ELLIPSIS)
+        if text_room >= MIN_PARTIAL_SNIPPET:
+            cut = truncate_to_tokens(snip.text, text_room, keep="start").rstrip("\n") + "\n…"
+            section = _snippet_section(snip, cut)
+            need = count_tokens(section) + _SEP_TOKENS + extra
+            if need <= left:
+                related_sections.append(section)
+                left -= need
+                n_related += 1
+                dropped["related_truncated"] = 1
+        break
+    complete = complete and n_related == len(parts.related) and "related_truncated" not in dropped
+    if n_related < len(parts.related):
+        dropped["related"] = len(parts.related) - n_related
+
+    # 3. History, newest first; then its summary, which stands for older messages still.
+    kept_rev: list[ChatMessage] = []
+    for msg in reversed(parts.history) if complete else []:
+        need = _cost(msg.content)
+        if need > left:
+            break
+        kept_rev.append(msg)
+        left -= need
+    if len(kept_rev) < len(parts.history):
+        dropped["history"] = len(parts.history) - len(kept_rev)
+        complete = False
+    summary_msg: ChatMessage | None = None
+    if parts.history_summary:
+        note = f"{_SUMMARY_HEADER}\n{parts.history_summary}"
+        need = _cost(note)
+        if complete and need <= left:
+            summary_msg = ChatMessage(role="system", content=note, kind="summary")
+            left -= need
+        else:
+            dropped["history_summary"] = 1
+            complete = False
+
+    # 4. Project summary.
+    project = ""
+    if parts.project_summary:
+        project = f"{_PROJECT_HEADER}\n{parts.project_summary}"
+        need = count_tokens(project) + _SEP_TOKENS + (open_cost if not related_sections else 0)
+        if not complete or need > left:
+            project = ""
+            dropped["project_summary"] = 1
+
+    system_pieces = [p for p in (system, project) if p]
+    if related_sections:
+        system_pieces.append(_RELATED_HEADER)
+        system_pieces.extend(related_sections)
+    messages: list[ChatMessage] = []
+    if system_pieces:
+        messages.append(ChatMessage(role="system", content=_SEP.join(system_pieces)))
+    if summary_msg is not None:
+        messages.append(summary_msg)
+    messages.extend(reversed(kept_rev))
+    messages.append(ChatMessage(role="user", content=task, kind=parts.kind))
+    return messages
+
+
+def build_messages(parts: PromptParts, budget: int, reserve_output: int = 0) -> BuiltPrompt:
+    """Messages for ``parts`` within ``budget - reserve_output`` tokens; see the module doc.
+
+    Raises ValueError when ``budget - reserve_output`` is below :data:`MIN_BUDGET`.
+    """
+    available = budget - reserve_output
+    if available < MIN_BUDGET:
+        raise ValueError(
+            f"prompt budget too small: {budget} tokens minus {reserve_output} reserved for the "
+            f"reply leaves {available}, at least {MIN_BUDGET} are needed"
+        )
+    room = available - REPLY_OVERHEAD
+    dropped: dict[str, int] = {}
+    system, task = _core(parts, room, dropped)
+    complete = not dropped  # the core is whole: optional parts may follow
+    # The pieces are counted one by one; merged text may tokenize a little differently, so
+    # check the real total and shrink the room for optional parts until it fits. Without any
+    # optional part the messages are exactly the core, which fits by construction.
+    slack = 0
+    while True:
+        opt_dropped: dict[str, int] = {}
+        messages = _assemble(parts, system, task, room - slack, complete, opt_dropped)
+        total = count_message_tokens(messages)
+        if total <= available:
+            dropped.update(opt_dropped)
+            return BuiltPrompt(messages=messages, tokens=total, dropped=dropped)
+        slack += total - available

@@ -1,0 +1,119 @@
+"""Inline completions and completion items: debounced, latest-wins, never stale."""
+
+from __future__ import annotations
+
+import logging
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
+
+from ..assistant import Request
+from ..backend import BackendError
+from ..documents import Document, DocumentError
+from ..relevance import OpenDoc
+from ..suggestions import clean_completion, word_before
+from . import CtxServer
+
+log = logging.getLogger(__name__)
+
+
+def _cursor(doc: Document, position: types.Position) -> tuple[int, int, int]:
+    try:
+        offset = doc.offset_at(position.line, position.character)
+    except DocumentError as exc:
+        raise JsonRpcInvalidParams(f"bad position: {exc}") from exc
+    line, char = doc.position_at(offset)  # clamped, in the negotiated encoding
+    return offset, line, char
+
+
+async def suggest(ls: CtxServer, uri: str, position: types.Position, channel: str) -> str:
+    """The suggestion at the cursor, or "" when there is none, it went stale, or it failed."""
+    doc = ls.documents.get(uri)
+    if doc is None:
+        return ""
+    folder = ls.folder_for_uri(uri) or ls.default_folder()
+    rel = _rel(ls, uri, folder)
+    if folder.excluder.reason(rel) is not None:
+        return ""  # never read secrets files into a prompt
+    offset, line, char = _cursor(doc, position)
+    version = doc.version
+
+    async def work() -> str:
+        budget_chars = ls.settings.context_tokens * 4
+        prefix, suffix = doc.window(line, char, budget_chars, budget_chars // 3)
+        current = OpenDoc(uri, rel, doc.language_id, doc.text, doc.modified)
+        req = Request(
+            kind="completion",
+            template="completion",
+            values={"language": doc.language_id or "text", "code": ""},
+            summary=f"Complete {rel}:{line + 1}: {prefix[-120:].splitlines()[-1:] or ['']}",
+            file=rel,
+            current=current,
+            cursor=offset,
+            window=(prefix, suffix),
+            allow_empty=True,
+        )
+        answer = await ls.assistant(folder).run(
+            req, ls.open_docs(folder), ls.project_summary(folder)
+        )
+        return clean_completion(answer.text, prefix, suffix)
+
+    try:
+        text = await ls.scheduler.run(f"{channel}:{uri}", ls.settings.debounce_ms / 1000, work)
+    except BackendError as exc:
+        ls.backend_failed(exc)
+        return ""
+    ls.backend_recovered()
+    if not text or doc.version != version or ls.documents.get(uri) is not doc:
+        return ""
+    return text
+
+
+def _rel(ls: CtxServer, uri: str, folder) -> str:
+    from . import uri_path
+
+    path = uri_path(uri)
+    if path is not None and folder.contains(path):
+        return folder.relpath(path)
+    return path.name if path is not None else uri
+
+
+def register(server: CtxServer) -> None:
+    @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+    async def inline_completion(
+        ls: CtxServer, params: types.InlineCompletionParams
+    ) -> types.InlineCompletionList:
+        text = await suggest(ls, params.text_document.uri, params.position, "inline")
+        if not text:
+            return types.InlineCompletionList(items=[])
+        at = types.Range(start=params.position, end=params.position)
+        item = types.InlineCompletionItem(insert_text=text, range=at)
+        return types.InlineCompletionList(items=[item])
+
+    @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions())
+    async def completion(ls: CtxServer, params: types.CompletionParams) -> types.CompletionList:
+        uri = params.text_document.uri
+        text = await suggest(ls, uri, params.position, "completion")
+        if not text:
+            return types.CompletionList(is_incomplete=True, items=[])
+        doc = ls.documents.get(uri)
+        assert doc is not None
+        # the item replaces the word being typed, so the client's filter keeps it
+        word = word_before(doc.line(params.position.line)[: params.position.character])
+        start = types.Position(params.position.line, params.position.character - len(word))
+        first = next((ln.strip() for ln in text.splitlines() if ln.strip()), text.strip())
+        item = types.CompletionItem(
+            label=(word + first)[:80],
+            kind=types.CompletionItemKind.Snippet,
+            detail="ctx-lsp suggestion",
+            documentation=types.MarkupContent(
+                kind=types.MarkupKind.Markdown, value=f"```\n{word + text}\n```"
+            ),
+            filter_text=word + text,
+            sort_text="0",
+            insert_text_format=types.InsertTextFormat.PlainText,
+            text_edit=types.TextEdit(
+                range=types.Range(start=start, end=params.position), new_text=word + text
+            ),
+        )
+        return types.CompletionList(is_incomplete=True, items=[item])

@@ -1,0 +1,187 @@
+"""Token counting for prompt budgets.
+
+Which counter is used
+---------------------
+* **tiktoken** (``o200k_base``, else ``cl100k_base``) when, and only when, the encoding's BPE
+  file is already on disk in tiktoken's cache: ``$TIKTOKEN_CACHE_DIR``, else
+  ``$DATA_GYM_CACHE_DIR``, else ``<tempdir>/data-gym-cache`` (the same lookup tiktoken itself
+  does). The cached file's SHA-256 is checked against the hash tiktoken expects *before*
+  :func:`tiktoken.get_encoding` is called: tiktoken re-downloads a missing or corrupt file from a
+  public host, and a language server must never block on (or fail because of) the network.
+  To make an encoding available offline, run ``tiktoken.get_encoding("o200k_base")`` once on a
+  machine with network access, or copy the cache folder and point ``TIKTOKEN_CACHE_DIR`` at it.
+* Otherwise a **conservative estimate**: one token per three characters, rounded up, plus half a
+  token per extra UTF-8 byte of non-ASCII text. Real BPE tokenizers average about 3.5-4
+  characters per token on English and code, and non-ASCII text costs more tokens per character,
+  so the estimate over-counts: prompts built against it stay inside the model's window, at the
+  price of a little unused room. It is pure arithmetic on ``len`` (and one ``encode`` for
+  non-ASCII text), so it is cheap enough for every completion request.
+
+``CTX_LSP_TOKENIZER=estimate`` forces the estimate (for reproducible budgets or tests).
+
+The choice is made once, on first use, and cached; :func:`reset` forgets it (tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import tempfile
+import threading
+from typing import Any, Literal
+
+#: Encodings tried, best first, with the blob tiktoken loads and the SHA-256 it expects.
+_ENCODINGS: tuple[tuple[str, str, str], ...] = (
+    (
+        "o200k_base",
+        "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken",
+        "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+    ),
+    (
+        "cl100k_base",
+        "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
+        "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+    ),
+)
+
+ESTIMATE_NAME = "estimate(chars/3)"
+
+_lock = threading.Lock()
+_encoder: Any = None  # tiktoken.Encoding, or False once we know there is none
+_encoder_name: str = ESTIMATE_NAME
+
+
+def _cache_dir() -> str | None:
+    """tiktoken's cache folder, by tiktoken's own rules; None when caching is disabled."""
+    if "TIKTOKEN_CACHE_DIR" in os.environ:
+        d = os.environ["TIKTOKEN_CACHE_DIR"]
+    elif "DATA_GYM_CACHE_DIR" in os.environ:
+        d = os.environ["DATA_GYM_CACHE_DIR"]
+    else:
+        d = os.path.join(tempfile.gettempdir(), "data-gym-cache")
+    return d or None
+
+
+def cached_encoding_file(name: str) -> str | None:
+    """Path of the verified, offline BPE file for encoding ``name``, or None.
+
+    Reads and hashes the file (a few MB): call once, not per count.
+    """
+    cache_dir = _cache_dir()
+    if cache_dir is None:
+        return None
+    for enc_name, blob, sha256 in _ENCODINGS:
+        if enc_name != name:
+            continue
+        path = os.path.join(cache_dir, hashlib.sha1(blob.encode()).hexdigest())
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError:
+            return None
+        return path if hashlib.sha256(data).hexdigest() == sha256 else None
+    return None
+
+
+def _load() -> Any:
+    """The tiktoken encoder if one is available offline, else False. Cached."""
+    global _encoder, _encoder_name
+    if _encoder is not None:
+        return _encoder
+    with _lock:
+        if _encoder is not None:
+            return _encoder
+        enc: Any = False
+        name = ESTIMATE_NAME
+        if os.environ.get("CTX_LSP_TOKENIZER", "").strip().lower() != "estimate":
+            for enc_name, _blob, _sha in _ENCODINGS:
+                if cached_encoding_file(enc_name) is None:
+                    continue
+                try:
+                    import tiktoken
+
+                    enc = tiktoken.get_encoding(enc_name)
+                    name = f"tiktoken:{enc_name}"
+                    break
+                except Exception:  # broken install, file vanished meanwhile, ...
+                    enc = False
+        _encoder_name = name
+        _encoder = enc
+        return enc
+
+
+def reset() -> None:
+    """Forget the chosen counter; the next call chooses again (for tests)."""
+    global _encoder, _encoder_name
+    with _lock:
+        _encoder = None
+        _encoder_name = ESTIMATE_NAME
+
+
+def tokenizer_name() -> str:
+    """``tiktoken:o200k_base``, ``tiktoken:cl100k_base`` or ``estimate(chars/3)``."""
+    _load()
+    return _encoder_name
+
+
+def estimate_tokens(text: str) -> int:
+    """Conservative (over-counting) token estimate; see the module docstring."""
+    n = len(text)
+    if n == 0:
+        return 0
+    if text.isascii():
+        return (n + 2) // 3
+    extra = len(text.encode("utf-8", "surrogatepass")) - n
+    return math.ceil(n / 3 + extra / 2)
+
+
+def count_tokens(text: str) -> int:
+    """Number of tokens ``text`` costs with the counter in force."""
+    if not text:
+        return 0
+    enc = _encoder if _encoder is not None else _load()
+    if enc is False:
+        return estimate_tokens(text)
+    return len(enc.encode_ordinary(text))
+
+
+def _truncate_estimate(text: str, n: int, keep: str) -> str:
+    if text.isascii():
+        return text[: 3 * n] if keep == "start" else text[len(text) - 3 * n :]
+    # The estimate of a slice grows with its length: binary search the longest slice that fits.
+    lo, hi = 0, len(text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        piece = text[:mid] if keep == "start" else text[len(text) - mid :]
+        if estimate_tokens(piece) <= n:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo] if keep == "start" else text[len(text) - lo :]
+
+
+def truncate_to_tokens(text: str, n: int, keep: Literal["start", "end"] = "start") -> str:
+    """The longest start (``keep="start"``) or end (``keep="end"``) of ``text`` within ``n`` tokens.
+
+    The result always satisfies ``count_tokens(result) <= n``; ``n <= 0`` gives ``""``.
+    """
+    if keep not in ("start", "end"):
+        raise ValueError(f"keep must be 'start' or 'end', not {keep!r}")
+    if n <= 0 or not text:
+        return ""
+    if count_tokens(text) <= n:
+        return text
+    enc = _encoder if _encoder is not None else _load()
+    if enc is False:
+        return _truncate_estimate(text, n, keep)
+    ids = enc.encode_ordinary(text)
+    budget = n
+    while budget > 0:
+        part = ids[:budget] if keep == "start" else ids[len(ids) - budget :]
+        # A cut may split a multi-byte character: drop the broken bytes.
+        out = enc.decode_bytes(part).decode("utf-8", "ignore")
+        if count_tokens(out) <= n:
+            return out
+        budget -= max(1, count_tokens(out) - n)
+    return ""

@@ -1,0 +1,213 @@
+// Playwright driver for the VS Code end-to-end test; run by scripts/vscode-e2e.sh.
+//
+// Opens the workspace in code-server (real VS Code in headless Chromium) with the ctx
+// extension installed and checks, against the real ctx-lsp and the fake model:
+//   1. the extension activates and starts the server (status bar shows the model);
+//   2. typing shows inline ghost text, and Tab accepts it into the file;
+//   3. "ctx: Generate Commit Message" fills the Source Control input box.
+// Screenshots go to $ARTIFACTS; results to $ARTIFACTS/results.json. Exit 1 on failure.
+'use strict';
+
+const fs = require('node:fs');
+const path = require('node:path');
+const os = require('node:os');
+const { chromium } = require('playwright-core');
+
+const CS_URL = process.env.CS_URL;
+const WORKSPACE = process.env.WORKSPACE;
+const ARTIFACTS = process.env.ARTIFACTS;
+const FAKE_URL = process.env.FAKE_URL;
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+const COMPLETION = 'return a * b';
+const COMMIT = 'feat(calc): add sub()\n\nSubtract two numbers.';
+
+const results = { checks: {}, notifications: [], timings: {} };
+const t0 = Date.now();
+let shot = 0;
+
+function log(...args) {
+  console.error(`[e2e ${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...args);
+}
+
+async function screenshot(page, name) {
+  const file = path.join(ARTIFACTS, `${String(++shot).padStart(2, '0')}-${name}.png`);
+  await page.screenshot({ path: file });
+  log('screenshot', file);
+  return file;
+}
+
+async function fake(pathname, body) {
+  const res = await fetch(FAKE_URL + pathname, {
+    method: body === undefined ? 'GET' : 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!res.ok) {
+    throw new Error(`fake server ${pathname}: ${res.status}`);
+  }
+  return res.json();
+}
+
+async function notifications(page) {
+  return page.locator('.notifications-toasts .notification-list-item-message').allInnerTexts();
+}
+
+async function runCommand(page, title) {
+  await page.keyboard.press('F1');
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible', timeout: 10000 });
+  await input.fill('>' + title);
+  const row = page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first();
+  await row.waitFor({ state: 'visible', timeout: 10000 });
+  await page.keyboard.press('Enter');
+}
+
+async function check(name, fn) {
+  const start = Date.now();
+  try {
+    const detail = await fn();
+    results.checks[name] = { ok: true, detail };
+    log('PASS', name);
+  } catch (error) {
+    results.checks[name] = { ok: false, error: String(error && error.stack ? error.stack : error) };
+    log('FAIL', name, String(error));
+  }
+  results.timings[name] = (Date.now() - start) / 1000;
+  return results.checks[name].ok;
+}
+
+async function main() {
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'ctx-e2e-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1400, height: 900 },
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  const page = context.pages()[0] || (await context.newPage());
+  page.on('pageerror', (err) => log('page error:', String(err)));
+  try {
+    await page.goto(`${CS_URL}/?folder=${encodeURIComponent(WORKSPACE)}`);
+    await page.locator('.monaco-workbench').waitFor({ timeout: 60000 });
+    await screenshot(page, 'workbench');
+
+    // 1. Activation: the status bar item shows the model once the server runs.
+    const activated = await check('extension activates and starts the server', async () => {
+      const item = page.locator('.statusbar-item', { hasText: 'test-model' });
+      await item.waitFor({ state: 'visible', timeout: 60000 });
+      return (await item.innerText()).trim();
+    });
+    await screenshot(page, 'activated');
+    if (!activated) {
+      return;
+    }
+
+    // 2. Inline completion: type the start of a function, wait for the ghost text, Tab.
+    await fake('/_fake/reply', { text: COMPLETION });
+    await check('ghost text appears and Tab accepts it into the file', async () => {
+      await page.keyboard.press('Control+P');
+      const input = page.locator('.quick-input-widget input');
+      await input.waitFor({ state: 'visible' });
+      await input.fill('app.py');
+      await page.locator('.quick-input-list .monaco-list-row', { hasText: 'app.py' }).first().waitFor();
+      await page.keyboard.press('Enter');
+      const editor = page.locator('.editor-instance .monaco-editor').first();
+      await editor.waitFor({ state: 'visible' });
+      await page.locator('.monaco-editor .view-lines', { hasText: 'return a + b' }).first().waitFor();
+      await editor.locator('.view-lines').click();
+      await page.keyboard.press('Control+End');
+      // Type like a user; Enter auto-indents the body.
+      await page.keyboard.type('\ndef mul(a, b):\n', { delay: 30 });
+      const ghost = page.locator('.ghost-text-decoration, .ghost-text-decoration-preview').first();
+      await ghost.waitFor({ state: 'visible', timeout: 30000 });
+      const ghostText = await page.locator('.ghost-text-decoration, .ghost-text-decoration-preview').allInnerTexts();
+      await screenshot(page, 'ghost-text');
+      await page.keyboard.press('Tab');
+      await page.keyboard.press('Control+S');
+      const file = path.join(WORKSPACE, 'app.py');
+      const deadline = Date.now() + 10000;
+      let text = '';
+      while (Date.now() < deadline) {
+        text = fs.readFileSync(file, 'utf8');
+        if (text.includes(COMPLETION)) {
+          break;
+        }
+        await page.waitForTimeout(200);
+      }
+      await screenshot(page, 'accepted');
+      const expected = 'def mul(a, b):\n    ' + COMPLETION;
+      if (!text.includes(expected)) {
+        throw new Error(`app.py does not contain ${JSON.stringify(expected)}:\n${text}`);
+      }
+      return { ghostText, file: text };
+    });
+
+    // 3. Commit message into the Source Control input box.
+    await fake('/_fake/reply', { text: COMMIT });
+    await check('Generate Commit Message fills the Source Control input', async () => {
+      await page.keyboard.press('Control+Shift+G');
+      // The git extension has found the repository when the staged file is listed.
+      await page.locator('.scm-view .monaco-list-row', { hasText: 'calc.py' }).first().waitFor({ timeout: 30000 });
+      await runCommand(page, 'ctx: Generate Commit Message');
+      const box = page.locator('.scm-editor .view-lines').first();
+      const want = COMMIT.split('\n')[0];
+      await page.waitForFunction(
+        ([sel, text]) => {
+          const el = document.querySelector(sel);
+          return !!el && el.innerText.replace(/\u00a0/g, ' ').includes(text);
+        },
+        ['.scm-editor .view-lines', want],
+        { timeout: 30000 },
+      );
+      await screenshot(page, 'commit-message');
+      const value = (await box.innerText()).replace(/\u00a0/g, ' ');
+      const requests = await fake('/_fake/requests');
+      const prompt = JSON.stringify(requests[requests.length - 1].body.messages);
+      if (!prompt.includes('calc.py')) {
+        throw new Error('the commit-message prompt does not mention the staged calc.py');
+      }
+      return { inputBox: value };
+    });
+  } catch (error) {
+    results.error = String(error && error.stack ? error.stack : error);
+    log('error:', results.error);
+  } finally {
+    try {
+      results.notifications = await notifications(page);
+      await screenshot(page, 'final');
+    } catch (error) {
+      log('final screenshot failed:', String(error));
+    }
+    await context.close();
+    fs.rmSync(profile, { recursive: true, force: true });
+    results.seconds = (Date.now() - t0) / 1000;
+    fs.writeFileSync(path.join(ARTIFACTS, 'results.json'), JSON.stringify(results, null, 2));
+  }
+}
+
+main()
+  .then(() => {
+    const checks = Object.entries(results.checks);
+    const failed = checks.filter(([, r]) => !r.ok).map(([name]) => name);
+    if (results.error || failed.length || checks.length < 3) {
+      console.error(`vscode e2e FAILED: ${failed.join('; ') || results.error || 'checks missing'}`);
+      if (results.notifications.length) {
+        console.error('notifications:', results.notifications);
+      }
+      process.exit(1);
+    }
+    console.error(`vscode e2e passed: ${checks.length} checks in ${results.seconds}s`);
+  })
+  .catch((error) => {
+    console.error(error);
+    process.exit(1);
+  });

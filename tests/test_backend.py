@@ -1,0 +1,408 @@
+"""Backend against a real HTTP server (tests/fake_openai.py): no mocks, no network."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from ctx_lsp.backend import (
+    Backend,
+    BackendConfig,
+    BackendError,
+    Completion,
+    Usage,
+    _retry_after,
+    require_text,
+)
+from ctx_lsp.messages import ChatMessage
+from tests.fake_openai import CutStream, Empty, FakeOpenAI, Garbage, Hang, Reply, Status
+
+KEY = "sk-secret-0123456789abcdef"
+MSGS = [ChatMessage("system", "be brief"), ChatMessage("user", "say hi please")]
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(reply="Hi there, friend.") as s:
+        yield s
+
+
+_OPEN: list[Backend] = []
+
+
+def new(config: BackendConfig, env: dict[str, str]) -> Backend:
+    """A Backend closed after the test (unclosed clients leak sockets into later tests)."""
+    _OPEN.append(Backend(config, env=env))
+    return _OPEN[-1]
+
+
+def make(server: FakeOpenAI, **config: Any) -> Backend:
+    cfg = BackendConfig(**{"model": "test-model", "base_url": server.base_url, **config})
+    return new(cfg, {"OPENAI_API_KEY": KEY})
+
+
+@pytest.fixture(autouse=True)
+async def _close_backends() -> AsyncIterator[None]:
+    yield
+    while _OPEN:
+        await _OPEN.pop().aclose()
+
+
+@pytest.fixture
+def backend(server: FakeOpenAI) -> Backend:
+    return make(server)
+
+
+async def eventually(cond: Callable[[], bool], timeout: float = 1.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_plain(server: FakeOpenAI, backend: Backend) -> None:
+    got = await backend.chat(MSGS, max_tokens=7, temperature=0.5, stop=["\n\n"])
+    assert got == Completion("Hi there, friend.", Usage(5, 3), "test-model", "stop")
+    (req,) = server.requests
+    assert req.headers["authorization"] == f"Bearer {KEY}"
+    assert req.body == {
+        "model": "test-model",
+        "messages": [m.as_api() for m in MSGS],
+        "max_tokens": 7,
+        "temperature": 0.5,
+        "stop": ["\n\n"],
+    }
+
+
+async def test_config_defaults_are_sent(server: FakeOpenAI, backend: Backend) -> None:
+    await backend.chat(MSGS)
+    body = server.requests[0].body
+    assert (body["max_tokens"], body["temperature"], "stop" in body) == (256, 0.2, False)
+
+
+async def test_stream_with_deltas(server: FakeOpenAI, backend: Backend) -> None:
+    deltas: list[str] = []
+    got = await backend.chat(MSGS, stream=True, on_delta=deltas.append)
+    assert deltas == ["Hi ", "there, ", "friend."]
+    assert got == Completion("Hi there, friend.", Usage(5, 3), "test-model", "stop")
+    body = server.requests[0].body
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.parametrize("stream", [pytest.param(False, id="plain"), pytest.param(True, id="sse")])
+async def test_usage_estimated_when_absent(
+    server: FakeOpenAI, backend: Backend, stream: bool
+) -> None:
+    server.enqueue(Reply("x" * 40, usage=False, finish_reason="length"))
+    got = await backend.chat(MSGS, stream=stream)
+    chars = sum(len(m.content) for m in MSGS)
+    assert got.usage == Usage(chars // 4, 10) and got.finish_reason == "length"
+
+
+@pytest.mark.parametrize("stream", [pytest.param(False, id="plain"), pytest.param(True, id="sse")])
+@pytest.mark.parametrize("null", [pytest.param(False, id="empty"), pytest.param(True, id="null")])
+async def test_empty_is_returned_not_raised(
+    server: FakeOpenAI, backend: Backend, stream: bool, null: bool
+) -> None:
+    server.enqueue(Empty(null=null))
+    got = await backend.chat(MSGS, stream=stream)
+    assert got.text == ""
+    with pytest.raises(BackendError) as info:
+        require_text(got)
+    assert info.value.kind == "empty"
+    assert require_text(Completion("ok", Usage(), "m")) == "ok"
+
+
+# --- failures: each behaviour maps to one kind ----------------------------------------------
+
+FAST = {"retry-after-ms": "10"}  # keep retried cases quick
+QUOTA = {"error": {"message": "You exceeded your current quota", "code": "insufficient_quota"}}
+JSON = "application/json"
+
+FAILURES = [  # behaviours, config, kind, requests made
+    pytest.param([Status(401)], {}, "unauthorized", 1, id="401"),
+    pytest.param([Status(403)], {}, "forbidden", 1, id="403"),
+    pytest.param([Status(404)], {}, "bad_model", 1, id="404-model"),
+    pytest.param([Status(400, headers={})], {}, "bad_request", 1, id="400"),
+    pytest.param([Status(429, headers=FAST)] * 3, {}, "rate_limited", 3, id="429-exhausted"),
+    pytest.param([Status(429, body=QUOTA)], {}, "rate_limited", 1, id="429-quota-no-retry"),
+    pytest.param(
+        [Status(429, headers={"Retry-After": "60"})], {}, "rate_limited", 1, id="429-too-long"
+    ),
+    pytest.param([Status(503, headers=FAST)] * 3, {}, "server", 3, id="503-exhausted"),
+    pytest.param([Status(502, headers={})], {"max_retries": 0}, "server", 1, id="502-no-retries"),
+    pytest.param([Hang(5)], {"timeout_s": 0.3}, "timeout", 1, id="hang-timeout"),
+    pytest.param([Garbage()], {}, "bad_response", 1, id="garbage-html"),
+    pytest.param([Garbage("{oops", JSON)], {}, "bad_response", 1, id="garbage-json"),
+    pytest.param([Garbage('{"id": 1}', JSON)], {}, "bad_response", 1, id="json-no-choices"),
+    pytest.param([CutStream(1)] * 2, {"max_retries": 1}, "bad_response", 2, id="cut-body"),
+]
+
+
+@pytest.mark.parametrize("stream", [pytest.param(False, id="plain"), pytest.param(True, id="sse")])
+@pytest.mark.parametrize(("behaviours", "config", "kind", "requests"), FAILURES)
+async def test_failure_kinds(
+    server: FakeOpenAI,
+    behaviours: list[Any],
+    config: dict[str, Any],
+    kind: str,
+    requests: int,
+    stream: bool,
+) -> None:
+    if stream and isinstance(behaviours[0], CutStream):
+        kind, requests = "bad_response", 1  # mid-stream: deltas went out, so never retried
+    server.enqueue(*behaviours)
+    backend = make(server, **config)
+    start = time.monotonic()
+    with pytest.raises(BackendError) as info:
+        await backend.chat(MSGS, stream=stream)
+    assert info.value.kind == kind
+    assert len(server.requests) == requests
+    assert time.monotonic() - start < 3
+    assert KEY not in str(info.value) and KEY not in repr(info.value)
+    assert server.base_url in info.value.message  # every message says where it went wrong
+
+
+async def test_bad_model_message_names_model_and_setting(server: FakeOpenAI) -> None:
+    backend = make(server, model="gpt-nope")
+    with pytest.raises(BackendError) as info:
+        await backend.chat(MSGS)
+    assert info.value.kind == "bad_model" and info.value.status == 404
+    assert "gpt-nope" in info.value.message and "ctx.model" in info.value.message
+    assert backend.describe() == f"gpt-nope at {server.base_url}"
+
+
+async def test_cut_stream_never_returns_partial_text(server: FakeOpenAI, backend: Backend) -> None:
+    server.enqueue(CutStream(after_chunks=2), Reply("not used: no retry mid-stream"))
+    deltas: list[str] = []
+    with pytest.raises(BackendError) as info:
+        await backend.chat(MSGS, stream=True, on_delta=deltas.append)
+    assert info.value.kind == "bad_response"
+    assert deltas == ["Hi ", "there, "] and len(server.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "sse",
+    [
+        pytest.param("data: [DONE]\n\n", id="done-only"),
+        pytest.param(
+            'data: {"id":"x","choices":[{"index":0,"delta":{"content":"par"}}]}\n\n',
+            id="content-then-eof",
+        ),
+    ],
+)
+async def test_stream_ending_without_finish_is_bad(sse: str) -> None:
+    # Properly framed bodies (no transport error) that still never finish the answer.
+    async with RawServer(sse) as url:
+        backend = new(BackendConfig(model="m", base_url=url), {"OPENAI_API_KEY": KEY})
+        with pytest.raises(BackendError) as info:
+            await backend.chat(MSGS, stream=True)
+        assert info.value.kind == "bad_response"
+
+
+# --- retries -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "min_s", "max_s"),
+    [
+        pytest.param(Status(429), 1.0, 1.6, id="429-retry-after-seconds"),
+        pytest.param(Status(429, headers={"retry-after-ms": "50"}), 0.05, 0.4, id="429-ms"),
+        pytest.param(Status(500, headers={}), 0.5, 0.9, id="500-backoff"),
+        pytest.param(CutStream(0), 0.5, 0.9, id="dropped-connection"),
+    ],
+)
+async def test_retried_then_success(
+    server: FakeOpenAI, backend: Backend, behaviour: Any, min_s: float, max_s: float
+) -> None:
+    server.enqueue(behaviour)
+    start = time.monotonic()
+    got = await backend.chat(MSGS)
+    assert got.text == "Hi there, friend."
+    first, second = server.requests
+    assert min_s <= second.time - first.time <= max_s
+    assert min_s <= time.monotonic() - start
+
+
+async def test_backoff_doubles(server: FakeOpenAI) -> None:
+    server.enqueue(Status(503, headers={}), Status(503, headers={}))
+    backend = make(server)
+    assert (await backend.chat(MSGS)).text
+    t = [r.time for r in server.requests]
+    assert 0.45 <= t[1] - t[0] < 0.9 and 0.95 <= t[2] - t[1] < 1.5
+
+
+async def test_total_retry_wait_is_bounded(server: FakeOpenAI) -> None:
+    server.fail_all(Status(503, headers={"Retry-After": "0.4"}))
+    backend = make(server, max_retries=10, max_retry_wait_s=1.0)
+    start = time.monotonic()
+    with pytest.raises(BackendError) as info:
+        await backend.chat(MSGS)
+    assert info.value.kind == "server" and "3 attempts" in info.value.message
+    assert len(server.requests) == 3 and time.monotonic() - start < 1.2
+
+
+def test_retry_after_parsing() -> None:
+    date = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 28 <= (_retry_after({"retry-after": date}) or 0) <= 31
+    assert _retry_after({"retry-after": "2"}) == 2.0
+    assert _retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    assert _retry_after({"retry-after": "soon"}) is None
+    assert _retry_after({}) is None
+
+
+# --- connection, keys, urls -------------------------------------------------------------------
+
+
+async def test_connection_refused() -> None:
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    backend = new(BackendConfig(base_url=url, max_retries=1), {"OPENAI_API_KEY": KEY})
+    start = time.monotonic()
+    with pytest.raises(BackendError) as info:
+        await backend.chat(MSGS)
+    assert info.value.kind == "unreachable" and url in info.value.message
+    assert 0.5 <= time.monotonic() - start < 2  # one retry after 0.5 s
+    assert KEY not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("config", "env", "names"),
+    [
+        pytest.param({}, {}, "OPENAI_API_KEY", id="default-var"),
+        pytest.param({"api_key_env": "MY_KEY"}, {"OPENAI_API_KEY": KEY}, "MY_KEY", id="other-var"),
+        pytest.param({"base_url": "https://example.invalid/v1"}, {}, "OPENAI_API_KEY", id="remote"),
+    ],
+)
+async def test_no_key(config: dict[str, Any], env: dict[str, str], names: str) -> None:
+    backend = Backend(BackendConfig(**config), env=env)
+    for call in (backend.chat(MSGS), backend.list_models()):
+        with pytest.raises(BackendError) as info:
+            await call
+        assert info.value.kind == "no_key"
+        assert names in info.value.message and "ctx.baseUrl" in info.value.message
+    assert KEY not in backend.describe()
+
+
+@pytest.mark.parametrize("via", ["config", "env"])
+async def test_local_url_without_key(server: FakeOpenAI, via: str) -> None:
+    url = server.base_url.replace("127.0.0.1", "localhost")
+    if via == "config":
+        backend = new(BackendConfig(model="test-model", base_url=url), {})
+    else:
+        backend = new(BackendConfig(model="test-model"), {"OPENAI_BASE_URL": url})
+    assert backend.describe() == f"test-model at {url}"
+    assert (await backend.chat(MSGS)).text == "Hi there, friend."
+    assert server.requests[0].headers["authorization"] == "Bearer not-needed"
+
+
+async def test_base_url_and_key_from_env(server: FakeOpenAI) -> None:
+    backend = new(BackendConfig(model="test-model"), server.env())
+    assert (await backend.chat(MSGS)).text
+    assert server.requests[0].headers["authorization"] == "Bearer sk-test-fake"
+    assert new(BackendConfig(), {}).describe() == "gpt-4o-mini at https://api.openai.com/v1"
+
+
+async def test_key_echoed_by_server_is_scrubbed(server: FakeOpenAI, backend: Backend) -> None:
+    echo = {"error": {"message": f"Incorrect API key provided: {KEY}.", "code": "invalid_api_key"}}
+    server.enqueue(Status(401, body=echo))
+    with pytest.raises(BackendError) as info:
+        await backend.chat(MSGS)
+    assert info.value.kind == "unauthorized" and "Incorrect API key provided: ***" in str(
+        info.value
+    )
+    assert KEY not in str(info.value) and info.value.__cause__ is None
+
+
+# --- models ------------------------------------------------------------------------------------
+
+
+async def test_list_models(server: FakeOpenAI) -> None:
+    server.models = ["a", "b"]
+    backend = make(server)
+    assert await backend.list_models() == ["a", "b"]
+    server.fail_all(Status(500, headers={}))
+    with pytest.raises(BackendError) as info:
+        await make(server, max_retries=0).list_models()
+    assert info.value.kind == "server"
+
+
+# --- cancellation --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "stream", "wait_for_delta"),
+    [
+        pytest.param(Hang(10), False, False, id="hang-plain"),
+        pytest.param(Hang(10), True, False, id="hang-stream"),
+        pytest.param(Reply("a b c d", chunk_delay_s=5), True, True, id="mid-stream"),
+    ],
+)
+async def test_cancel_aborts_http_request(
+    server: FakeOpenAI, backend: Backend, behaviour: Any, stream: bool, wait_for_delta: bool
+) -> None:
+    server.enqueue(behaviour)
+    deltas: list[str] = []
+    task = asyncio.create_task(backend.chat(MSGS, stream=stream, on_delta=deltas.append))
+    assert await eventually(lambda: len(server.requests) == 1)
+    if wait_for_delta:
+        assert await eventually(lambda: deltas == ["a "])
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await eventually(lambda: server.aborted == 1, timeout=1.0)
+    # The backend is still usable afterwards.
+    assert (await backend.chat(MSGS)).text == "Hi there, friend."
+
+
+async def test_cancel_during_retry_wait(server: FakeOpenAI, backend: Backend) -> None:
+    server.enqueue(Status(503, headers={"Retry-After": "5"}))
+    task = asyncio.create_task(backend.chat(MSGS))
+    assert await eventually(lambda: len(server.requests) == 1)
+    await asyncio.sleep(0.05)
+    start = time.monotonic()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.monotonic() - start < 0.5 and len(server.requests) == 1
+
+
+# --- a tiny raw server for bodies the fake would not send -----------------------------------
+
+
+class RawServer:
+    """Serves one fixed SSE body to every request, properly framed."""
+
+    def __init__(self, sse: str) -> None:
+        self.sse = sse.encode()
+
+    async def __aenter__(self) -> str:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode().lower()
+            length = int(head.split("content-length:")[1].split()[0])
+            await reader.readexactly(length)
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n"
+            writer.write(head + b"Content-Length: %d\r\n\r\n" % len(self.sse) + self.sse)
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+
+        self.srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.srv.sockets[0].getsockname()[1]}/v1"
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.srv.close()
+        await self.srv.wait_closed()
