@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -197,7 +198,8 @@ class Backend:
         while True:
             try:
                 return await call(client)
-            except (openai.OpenAIError, ValueError) as exc:
+            # JSONDecodeError: a 200 whose JSON body does not parse (the client lets it through).
+            except (openai.OpenAIError, json.JSONDecodeError) as exc:
                 wait = self._retry_delay(exc, attempt)
                 if (
                     wait is None
@@ -265,7 +267,7 @@ class Backend:
                     chunk = await chunks.__anext__()
                 except StopAsyncIteration:
                     break
-                except (openai.OpenAIError, ValueError) as exc:
+                except (openai.OpenAIError, json.JSONDecodeError) as exc:
                     raise self._map(exc, attempts=1, mid_stream=True) from None
                 model = getattr(chunk, "model", None) or model
                 usage = getattr(chunk, "usage", None) or usage

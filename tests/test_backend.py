@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -101,6 +103,15 @@ async def test_stream_with_deltas(server: FakeOpenAI, backend: Backend) -> None:
     assert got == Completion("Hi there, friend.", Usage(5, 3), "test-model", "stop")
     body = server.requests[0].body
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+
+
+async def test_on_delta_errors_propagate_unchanged(server: FakeOpenAI, backend: Backend) -> None:
+    def boom(_: str) -> None:
+        raise ValueError("caller bug")
+
+    with pytest.raises(ValueError, match="caller bug"):
+        await backend.chat(MSGS, stream=True, on_delta=boom)
+    assert len(server.requests) == 1  # not retried, not mapped
 
 
 @pytest.mark.parametrize("stream", [pytest.param(False, id="plain"), pytest.param(True, id="sse")])
@@ -325,6 +336,11 @@ async def test_key_echoed_by_server_is_scrubbed(server: FakeOpenAI, backend: Bac
         info.value
     )
     assert KEY not in str(info.value) and info.value.__cause__ is None
+
+
+def test_openai_is_imported_lazily() -> None:
+    code = "import sys, ctx_lsp.backend; sys.exit('openai' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
 # --- models ------------------------------------------------------------------------------------
