@@ -232,40 +232,59 @@ def _snippet_section(s: Snippet, text: str | None = None) -> str:
 def _core(parts: PromptParts, room: int, dropped: dict[str, int]) -> tuple[str, str]:
     """System text and task such that both messages fit in ``room`` tokens."""
     system = parts.system
-    sys_cost = _cost(system) if system else 0
-    if parts.render_task is not None:
-        fitted = _fit_window(
-            parts.render_task, parts.cursor_prefix, parts.cursor_suffix,
-            room - sys_cost - MESSAGE_OVERHEAD,
-        )  # fmt: skip
-        if fitted is not None:
-            task, p, s = fitted
-            if len(p) < len(parts.cursor_prefix):
-                dropped["cursor_prefix"] = len(parts.cursor_prefix) - len(p)
-            if len(s) < len(parts.cursor_suffix):
-                dropped["cursor_suffix"] = len(parts.cursor_suffix) - len(s)
+
+    def sys_cost() -> int:
+        return _cost(system) if system else 0
+
+    def cut_system(task_tokens: int) -> None:
+        # The system text gets at most half of the room, unless the task needs less.
+        nonlocal system
+        content_room = room - 2 * MESSAGE_OVERHEAD
+        sys_room = max(content_room // 2, content_room - task_tokens)
+        if count_tokens(system) > sys_room:
+            new_system = truncate_to_tokens(system, sys_room, keep="start")
+            dropped["system"] = len(parts.system) - len(new_system)
+            system = new_system
+
+    def window_fits(fitted: tuple[str, str, str] | None) -> str | None:
+        if fitted is None:
+            return None
+        task, p, s = fitted
+        if len(p) < len(parts.cursor_prefix):
+            dropped["cursor_prefix"] = len(parts.cursor_prefix) - len(p)
+        if len(s) < len(parts.cursor_suffix):
+            dropped["cursor_suffix"] = len(parts.cursor_suffix) - len(s)
+        return task
+
+    render = parts.render_task
+    if render is not None:
+        prefix, suffix = parts.cursor_prefix, parts.cursor_suffix
+        task = window_fits(
+            _fit_window(render, prefix, suffix, room - sys_cost() - MESSAGE_OVERHEAD)
+        )
+        if task is not None:
             return system, task
-        task = parts.render_task("", "")
-        if parts.cursor_prefix:
-            dropped["cursor_prefix"] = len(parts.cursor_prefix)
-        if parts.cursor_suffix:
-            dropped["cursor_suffix"] = len(parts.cursor_suffix)
+        # Not even an empty window fits next to the system text: cut that, then try again.
+        cut_system(count_tokens(render(prefix, suffix)))  # the window gets half the room
+        fitted = _fit_window(render, prefix, suffix, room - sys_cost() - MESSAGE_OVERHEAD)
+        found = window_fits(fitted)
+        if found is not None:
+            return system, found
+        task = render("", "")
+        if prefix:
+            dropped["cursor_prefix"] = len(prefix)
+        if suffix:
+            dropped["cursor_suffix"] = len(suffix)
     else:
         task = parts.task
-    if sys_cost + _cost(task) <= room:
-        return system, task
-    # Even the bare system text and task are too big: cut them, the system text to at most
-    # half of the room unless the task needs less.
-    content_room = room - 2 * MESSAGE_OVERHEAD
-    sys_room = max(content_room // 2, content_room - count_tokens(task))
-    if count_tokens(system) > sys_room:
-        new_system = truncate_to_tokens(system, sys_room, keep="start")
-        dropped["system"] = len(system) - len(new_system)
-        system = new_system
-    task_room = room - (_cost(system) if system else 0) - MESSAGE_OVERHEAD
+        if sys_cost() + _cost(task) <= room:
+            return system, task
+        cut_system(count_tokens(task))
+    # The task alone (with an empty window) is too big: keep its start and end.
+    task_room = room - sys_cost() - MESSAGE_OVERHEAD
     new_task = _cut_middle(task, task_room)
     if len(new_task) < len(task):
-        dropped["task"] = dropped.get("task", 0) + len(task) - len(new_task)
+        dropped["task"] = len(task) - len(new_task)
     return system, new_task
 
 
@@ -375,13 +394,22 @@ def build_messages(parts: PromptParts, budget: int, reserve_output: int = 0) -> 
     complete = not dropped  # the core is whole: optional parts may follow
     # The pieces are counted one by one; merged text may tokenize a little differently, so
     # check the real total and shrink the room for optional parts until it fits. Without any
-    # optional part the messages are exactly the core, which fits by construction.
+    # optional part the messages are exactly the core, which fits by construction; should a
+    # counter disagree with itself, the core is rebuilt smaller.
     slack = 0
-    while True:
+    for _ in range(64):
         opt_dropped: dict[str, int] = {}
         messages = _assemble(parts, system, task, room - slack, complete, opt_dropped)
         total = count_message_tokens(messages)
         if total <= available:
             dropped.update(opt_dropped)
             return BuiltPrompt(messages=messages, tokens=total, dropped=dropped)
-        slack += total - available
+        core_only = len(messages) == (2 if system else 1)
+        if core_only:
+            room -= total - available
+            dropped = {}
+            system, task = _core(parts, room, dropped)
+            complete = False
+        else:
+            slack += total - available
+    raise RuntimeError("could not fit the prompt into its budget")  # not reached in practice

@@ -489,7 +489,9 @@ def clear_cache() -> None:
 # --------------------------------------------------------------------------------------------
 # Imports
 
-_PY_FROM = re.compile(r"^[ \t]*from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+\(?([^\n)#]*)", re.M)
+_PY_FROM = re.compile(
+    r"^[ \t]*from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+(?:\(([^)]*)\)|([^\n#]*))", re.M
+)
 _PY_IMPORT = re.compile(r"^[ \t]*import[ \t]+([\w. ,]+)", re.M)
 _JS_IMPORT = re.compile(r"""(?:from|import|require\(|import\()[ \t]*['"]([^'"\n]+)['"]""")
 _GO_IMPORT_BLOCK = re.compile(r"^import[ \t]*\(([^)]*)\)", re.M)
@@ -520,7 +522,7 @@ def _imports(doc: OpenDoc, fam: str) -> list[str]:
     here = posixpath.dirname(doc.path.replace("\\", "/"))
     if fam == "python":
         for m in _PY_FROM.finditer(text):
-            dots, mod, names = m.group(1), m.group(2), m.group(3)
+            dots, mod, names = m.group(1), m.group(2), m.group(3) or m.group(4) or ""
             if dots:
                 base = here
                 for _ in range(len(dots) - 1):
@@ -531,8 +533,8 @@ def _imports(doc: OpenDoc, fam: str) -> list[str]:
             if not mod_path:
                 continue
             out.append(mod_path)
-            for part in names.split(","):
-                name = part.strip().split(" ")[0].strip()
+            for part in names.replace("\\", " ").split(","):
+                name = part.split("#")[0].strip().split(" ")[0]
                 if name and name != "*" and name.isidentifier():
                     out.append(f"{mod_path}::{name}")
                     if dots and not mod:  # `from . import util` imports a module
@@ -591,10 +593,11 @@ def _module_matches(path: str, module: str) -> bool:
         cand = module + suffix
         if path == cand or path.endswith("/" + cand):
             return True
-    # Go: a package is a folder; any .go file in a folder whose path ends with the import path.
+    # Go: a package is a folder, and the import path ends with the folder's path in the
+    # project (`example.com/proj/pkg/util` for pkg/util/*.go).
     if path.endswith(".go"):
         folder = posixpath.dirname(path)
-        return folder == module or folder.endswith("/" + module)
+        return bool(folder) and (module == folder or module.endswith("/" + folder))
     return False
 
 
@@ -624,7 +627,7 @@ def rank(
 ) -> list[Snippet]:
     """Snippets from ``others`` that are likely to help at ``cursor`` in ``current``, best first.
 
-    Scores: definition of an identifier near the cursor 10-15.5 (+3 when the document is
+    Scores: definition of an identifier near the cursor 10-18.3 (+1 when the document is
     imported, -4 when the current document defines the name too; the nearer the identifier and
     the fewer documents define it, the higher), head of an imported module 6-7, head of a
     recently edited document 2-4, same language 1. Each document gives at most
@@ -648,8 +651,12 @@ def rank(
             imported_names.setdefault(name, []).append(mod)
 
     # Recency: the most recently modified documents, newest first.
-    by_time = sorted(docs, key=lambda d: d.modified, reverse=True)
-    recent_rank = {d.uri: i for i, d in enumerate(by_time[:MAX_RECENT])}
+    # Equal times share a rank: the position of the first document with that time.
+    by_time = sorted(docs, key=lambda d: d.modified, reverse=True)[:MAX_RECENT]
+    recent_rank: dict[str, int] = {}
+    for i, d in enumerate(by_time):
+        same = i > 0 and d.modified == by_time[i - 1].modified
+        recent_rank[d.uri] = recent_rank[by_time[i - 1].uri] if same else i
 
     # Definitions of the identifiers near the cursor, per document (nearest identifiers first).
     hits: list[tuple[OpenDoc, list[tuple[int, str, tuple[int, int]]]]] = []
@@ -673,13 +680,19 @@ def rank(
         doc_imported = [m for m in imported_modules if _module_matches(doc.path, m)]
         recency = 1.0 / (1 + recent_rank[doc.uri]) if doc.uri in recent_rank else 0.0
         for i, name, (start, end) in found:
-            # Nearer identifiers weigh more; a name defined in many documents is ambiguous.
-            weight = 1.0 / (1.0 + 0.1 * i) / defining_docs[name]
-            score = 10.0 + 5.0 * weight + 0.5 * recency
+            # Nearer identifiers weigh more; a name defined in several documents is ambiguous,
+            # unless the import says which one is meant.
+            weight = 1.0 / (1.0 + 0.25 * i)
             reason = f"defines {name}"
             mods = imported_names.get(name)
-            if doc_imported or (mods and any(_module_matches(doc.path, m) for m in mods)):
-                score += 3.0
+            imported = bool(doc_imported) or bool(
+                mods and any(_module_matches(doc.path, m) for m in mods)
+            )
+            if not imported:
+                weight /= defining_docs[name]
+            score = 10.0 + 8.0 * weight + 0.3 * recency
+            if imported:
+                score += 1.0
                 reason += " (imported)"
             elif name in cur_defs:
                 score -= 4.0  # defined here too: most likely a local name

@@ -167,6 +167,11 @@ def parse_template(text: str, name: str, source: str) -> Template:
             if line.strip() == "---":
                 i += 1
                 break
+            if _SECTION_RE.match(line):
+                raise TemplateError(
+                    f"{where}: front matter opened on line {start + 1} is never closed with "
+                    f"'---' (found {line.strip()!r} on line {i + 1})"
+                )
             if line.strip() and not line.lstrip().startswith("#"):
                 key, sep, value = line.partition(":")
                 key = key.strip().lower()

@@ -10,12 +10,15 @@ Which counter is used
   public host, and a language server must never block on (or fail because of) the network.
   To make an encoding available offline, run ``tiktoken.get_encoding("o200k_base")`` once on a
   machine with network access, or copy the cache folder and point ``TIKTOKEN_CACHE_DIR`` at it.
-* Otherwise a **conservative estimate**: one token per three characters, rounded up, plus half a
-  token per extra UTF-8 byte of non-ASCII text. Real BPE tokenizers average about 3.5-4
-  characters per token on English and code, and non-ASCII text costs more tokens per character,
-  so the estimate over-counts: prompts built against it stay inside the model's window, at the
-  price of a little unused room. It is pure arithmetic on ``len`` (and one ``encode`` for
-  non-ASCII text), so it is cheap enough for every completion request.
+* Otherwise a **conservative estimate**: the larger of one token per three characters and
+  one per four characters plus 3/4 token per ASCII punctuation character and 1/2 per digit,
+  plus half a token per extra UTF-8 byte of non-ASCII text, rounded up. BPE tokenizers average
+  about 3.5-4 characters per token on English and ordinary code; dense punctuation
+  (``a[i]=b[j];``, minified code, JSON), digit runs and hex strings, and non-ASCII text cost
+  more tokens per character, which the surcharges cover. The estimate is meant to over-count,
+  so prompts built against it stay inside the model's window at the price of some unused
+  room. It costs a UTF-8 encode and two ``bytes.translate`` passes (C speed, ~0.1 ms per
+  100 KB), cheap enough for every completion request.
 
 ``CTX_LSP_TOKENIZER=estimate`` forces the estimate (for reproducible budgets or tests).
 
@@ -27,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import string
 import tempfile
 import threading
 from typing import Any, Literal
@@ -45,7 +49,7 @@ _ENCODINGS: tuple[tuple[str, str, str], ...] = (
     ),
 )
 
-ESTIMATE_NAME = "estimate(chars/3)"
+ESTIMATE_NAME = "estimate"
 
 _lock = threading.Lock()
 _encoder: Any = None  # tiktoken.Encoding, or False once we know there is none
@@ -120,9 +124,13 @@ def reset() -> None:
 
 
 def tokenizer_name() -> str:
-    """``tiktoken:o200k_base``, ``tiktoken:cl100k_base`` or ``estimate(chars/3)``."""
+    """``tiktoken:o200k_base``, ``tiktoken:cl100k_base`` or ``estimate``."""
     _load()
     return _encoder_name
+
+
+_PUNCT = string.punctuation.encode()
+_DIGITS = string.digits.encode()
 
 
 def estimate_tokens(text: str) -> int:
@@ -130,10 +138,11 @@ def estimate_tokens(text: str) -> int:
     n = len(text)
     if n == 0:
         return 0
-    if text.isascii():
-        return (n + 2) // 3
-    extra = len(text.encode("utf-8", "surrogatepass")) - n
-    return math.ceil(n / 3 + extra / 2)
+    raw = text.encode("utf-8", "surrogatepass")
+    punct = len(raw) - len(raw.translate(None, _PUNCT))
+    digits = len(raw) - len(raw.translate(None, _DIGITS))
+    extra = len(raw) - n  # extra UTF-8 bytes of non-ASCII characters
+    return math.ceil(max(n / 3, n / 4 + 0.75 * punct + 0.5 * digits) + extra / 2)
 
 
 def count_tokens(text: str) -> int:
@@ -147,10 +156,9 @@ def count_tokens(text: str) -> int:
 
 
 def _truncate_estimate(text: str, n: int, keep: str) -> str:
-    if text.isascii():
-        return text[: 3 * n] if keep == "start" else text[len(text) - 3 * n :]
-    # The estimate of a slice grows with its length: binary search the longest slice that fits.
-    lo, hi = 0, len(text)
+    # The estimate of a slice grows with its length, and is at least a third of its length:
+    # binary search the longest slice that fits among the first 3n characters.
+    lo, hi = 0, min(len(text), 3 * n)
     while lo < hi:
         mid = (lo + hi + 1) // 2
         piece = text[:mid] if keep == "start" else text[len(text) - mid :]
