@@ -14,7 +14,7 @@ import re
 import time
 from bisect import bisect_right
 from collections.abc import Iterator
-from enum import Enum
+from enum import StrEnum
 from itertools import accumulate
 
 __all__ = ["Document", "DocumentError", "DocumentStore", "Encoding", "Range"]
@@ -27,7 +27,7 @@ _EOL = re.compile(r"(\r\n|\r|\n)")
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 
 
-class Encoding(str, Enum):
+class Encoding(StrEnum):
     """Position encodings a client may negotiate (``PositionEncodingKind`` values)."""
 
     UTF16 = "utf-16"

@@ -242,7 +242,7 @@ class GitRepo:
             out, truncated, code, err = await asyncio.wait_for(
                 _communicate(proc, stdin, max_bytes), timeout
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise GitError(f"git {name} timed out after {timeout:g}s") from None
         finally:
             if proc.returncode is None:  # timed out or cancelled: kill, then reap briefly

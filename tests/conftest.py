@@ -9,7 +9,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import pytest
 import pytest_asyncio
@@ -76,6 +76,17 @@ def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 ClientFactory = Callable[..., Any]
 
 
+def _fix_code_action_union(converter: Any) -> None:
+    """lsprotocol reads any code action with a `command` as a bare Command; editors
+    tell them apart by whether `command` is a string, and so must the test client."""
+
+    def hook(obj: Any, _: Any) -> Any:
+        kind = types.Command if isinstance(obj.get("command"), str) else types.CodeAction
+        return converter.structure(obj, kind)
+
+    converter.register_structure_hook(Union[types.Command, types.CodeAction], hook)  # noqa: UP007
+
+
 @pytest_asyncio.fixture
 async def lsp(home: Path) -> AsyncIterator[ClientFactory]:
     """Factory: `await lsp(root, env=..., init_options=..., caps="neovim")` starts a
@@ -87,15 +98,14 @@ async def lsp(home: Path) -> AsyncIterator[ClientFactory]:
         *,
         env: dict[str, str] | None = None,
         init_options: Any = None,
-        caps: str = "visual_studio_code",
+        caps: str | types.ClientCapabilities = "visual_studio_code",
         configuration: dict[str, Any] | None = None,
         folders: list[Path] | None = None,
         position_encodings: list[str] | None = None,
     ) -> LanguageClient:
-        config = ClientServerConfig(
-            [sys.executable, "-m", "ctx_lsp"], server_env=server_env(env)
-        )
+        config = ClientServerConfig([sys.executable, "-m", "ctx_lsp"], server_env=server_env(env))
         client = await config.start()
+        _fix_code_action_union(client.protocol._converter)
         client.applied_edits = []  # type: ignore[attr-defined]
 
         @client.feature(types.WORKSPACE_APPLY_EDIT)
@@ -107,7 +117,7 @@ async def lsp(home: Path) -> AsyncIterator[ClientFactory]:
 
         if configuration is not None:
             client.set_configuration(configuration, section="ctx")
-        capabilities = client_capabilities(caps)
+        capabilities = client_capabilities(caps) if isinstance(caps, str) else caps
         if position_encodings is not None:
             capabilities.general = types.GeneralClientCapabilities(
                 position_encodings=position_encodings

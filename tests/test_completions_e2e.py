@@ -135,9 +135,7 @@ async def test_edit_makes_pending_request_stale_without_backend_call(
     assert fake_openai.chat_requests() == []
 
 
-async def test_cancel_request_aborts_the_backend_call(
-    lsp, project: Path, fake_openai: FakeOpenAI
-):
+async def test_cancel_request_aborts_the_backend_call(lsp, project: Path, fake_openai: FakeOpenAI):
     fake_openai.enqueue(Hang(30))
     client = await _start(lsp, project, fake_openai)
     uri = open_doc(client, project / "app.py")

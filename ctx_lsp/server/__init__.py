@@ -7,6 +7,7 @@ their features on a server built by `build_server()`.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 from collections.abc import Coroutine
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
@@ -55,6 +57,16 @@ class CtxProtocol(LanguageServerProtocol):
     @lsp_method(types.TEXT_DOCUMENT_DID_CLOSE)
     def lsp_text_document__did_close(self, params: types.DidCloseTextDocumentParams):
         yield from self._user(types.TEXT_DOCUMENT_DID_CLOSE, params)
+
+    @lsp_method(types.WORKSPACE_EXECUTE_COMMAND)
+    async def lsp_workspace__execute_command(self, params: types.ExecuteCommandParams) -> Any:
+        """pygls runs commands as a sub-task that $/cancelRequest never reaches; running
+        the command in the request's own task makes cancel abort the model call."""
+        handler = self.fm.commands.get(params.command)
+        if handler is None:
+            raise JsonRpcInvalidParams(f"unknown command {params.command!r}")
+        result = handler(*(params.arguments or []))
+        return await result if inspect.isawaitable(result) else result
 
 
 class CtxServer(LanguageServer):
@@ -255,9 +267,9 @@ def uri_path(uri: str) -> Path | None:
 
 
 def build_server(env: dict[str, str] | None = None) -> CtxServer:
-    from . import ai_handlers, context_handlers, lifecycle, text_sync
+    from . import action_handlers, ai_handlers, context_handlers, lifecycle, text_sync
 
     server = CtxServer(env)
-    for module in (lifecycle, text_sync, context_handlers, ai_handlers):
+    for module in (lifecycle, text_sync, context_handlers, ai_handlers, action_handlers):
         module.register(server)
     return server

@@ -12,6 +12,7 @@ from ..backend import BackendError
 from ..documents import Document, DocumentError
 from ..relevance import OpenDoc
 from ..suggestions import clean_completion, word_before
+from ..workspace import Folder
 from . import CtxServer
 
 log = logging.getLogger(__name__)
@@ -35,28 +36,15 @@ async def suggest(ls: CtxServer, uri: str, position: types.Position, channel: st
     rel = _rel(ls, uri, folder)
     if folder.excluder.reason(rel) is not None:
         return ""  # never read secrets files into a prompt
-    offset, line, char = _cursor(doc, position)
+    offset, _, _ = _cursor(doc, position)
     version = doc.version
 
     async def work() -> str:
-        budget_chars = ls.settings.context_tokens * 4
-        prefix, suffix = doc.window(line, char, budget_chars, budget_chars // 3)
-        current = OpenDoc(uri, rel, doc.language_id, doc.text, doc.modified)
-        req = Request(
-            kind="completion",
-            template="completion",
-            values={"language": doc.language_id or "text", "code": ""},
-            summary=f"Complete {rel}:{line + 1}: {prefix[-120:].splitlines()[-1:] or ['']}",
-            file=rel,
-            current=current,
-            cursor=offset,
-            window=(prefix, suffix),
-            allow_empty=True,
-        )
-        answer = await ls.assistant(folder).run(
-            req, ls.open_docs(folder), ls.project_summary(folder)
-        )
-        return clean_completion(answer.text, prefix, suffix)
+        req = completion_request(ls, uri, doc, folder, rel, offset)
+        view = ls.open_docs(folder)
+        answer = await ls.assistant(folder).run(req, view, ls.project_summary(folder))
+        assert req.window is not None
+        return clean_completion(answer.text, *req.window)
 
     try:
         text = await ls.scheduler.run(f"{channel}:{uri}", ls.settings.debounce_ms / 1000, work)
@@ -67,6 +55,27 @@ async def suggest(ls: CtxServer, uri: str, position: types.Position, channel: st
     if not text or doc.version != version or ls.documents.get(uri) is not doc:
         return ""
     return text
+
+
+def completion_request(
+    ls: CtxServer, uri: str, doc: Document, folder: Folder, rel: str, offset: int
+) -> Request:
+    """The request behind a suggestion at `offset` (also used by the prompt dry run)."""
+    line, char = doc.position_at(offset)
+    budget_chars = ls.settings.context_tokens * 4
+    prefix, suffix = doc.window(line, char, budget_chars, budget_chars // 3)
+    current_line = prefix[prefix.rfind("\n") + 1 :].strip()
+    return Request(
+        kind="completion",
+        template="completion",
+        values={"language": doc.language_id or "text", "code": ""},
+        summary=f"Complete {rel}:{line + 1} after: {current_line[-120:]}",
+        file=rel,
+        current=OpenDoc(uri, rel, doc.language_id, doc.text, doc.modified),
+        cursor=offset,
+        window=(prefix, suffix),
+        allow_empty=True,
+    )
 
 
 def _rel(ls: CtxServer, uri: str, folder) -> str:

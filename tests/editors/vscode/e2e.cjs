@@ -103,7 +103,13 @@ async function main() {
     // 1. Activation: the status bar item shows the model once the server runs.
     const activated = await check('extension activates and starts the server', async () => {
       const item = page.locator('.statusbar-item', { hasText: 'test-model' });
-      await item.waitFor({ state: 'visible', timeout: 60000 });
+      const failed = page.locator('.notification-list-item-message', { hasText: 'cannot start' });
+      await Promise.race([
+        item.waitFor({ state: 'visible', timeout: 60000 }),
+        failed.first().waitFor({ state: 'visible', timeout: 60000 }).then(async () => {
+          throw new Error(await failed.first().innerText());
+        }),
+      ]);
       return (await item.innerText()).trim();
     });
     await screenshot(page, 'activated');

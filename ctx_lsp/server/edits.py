@@ -1,0 +1,181 @@
+"""From a job's answer to what the editor applies: fix and test edits, saved answers."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
+
+from .. import tasks
+from ..documents import Document, DocumentError
+from ..regions import Region, enclosing_region
+from ..relevance import OpenDoc
+from ..testgen import plan_tests
+from ..workspace import Folder
+from . import CtxServer, uri_path
+from .progress import Progress
+
+#: Answers kept under .ctx/answers/ per user; older ones are removed.
+MAX_ANSWERS = 50
+
+
+@dataclass
+class Target:
+    """An open document an action or command is about."""
+
+    uri: str
+    doc: Document
+    folder: Folder
+    rel: str
+
+    def open_doc(self) -> OpenDoc:
+        return OpenDoc(self.uri, self.rel, self.doc.language_id, self.doc.text, self.doc.modified)
+
+
+def target(ls: CtxServer, uri: Any) -> Target:
+    if not isinstance(uri, str):
+        raise JsonRpcInvalidParams("'uri' must be a document URI")
+    doc = ls.documents.get(uri)
+    if doc is None:
+        raise JsonRpcInvalidParams(f"{uri} is not open in the editor")
+    path = uri_path(uri)
+    folder = ls.folder_for_uri(uri)
+    if path is None or folder is None:
+        raise JsonRpcInvalidParams(f"{uri} is outside the workspace folders")
+    rel = folder.relpath(path)
+    if (why := folder.excluder.reason(rel)) is not None:
+        raise JsonRpcInvalidParams(f"{rel} is excluded from the context: {why}")
+    return Target(uri, doc, folder, rel)
+
+
+def offsets(doc: Document, rng: types.Range) -> tuple[int, int]:
+    try:
+        start = doc.offset_at(rng.start.line, rng.start.character)
+        end = doc.offset_at(rng.end.line, rng.end.character)
+    except DocumentError as exc:
+        raise JsonRpcInvalidParams(f"bad range: {exc}") from exc
+    return (start, end) if start <= end else (end, start)
+
+
+def region_for(t: Target, rng: types.Range) -> Region:
+    start, end = offsets(t.doc, rng)
+    doc = t.open_doc()
+    if not doc.text[start:end].strip():
+        end = start  # a blank selection means "the code around the cursor"
+    return enclosing_region(doc, start, end)
+
+
+def view(ls: CtxServer, folder: Folder) -> tasks.View:
+    return tasks.View(ls.open_docs(folder), ls.project_summary(folder))
+
+
+def lsp_range(doc: Document, start: int, end: int) -> types.Range:
+    (sl, sc), (el, ec) = doc.position_at(start), doc.position_at(end)
+    return types.Range(start=types.Position(sl, sc), end=types.Position(el, ec))
+
+
+def diagnostic_span(doc: Document, diagnostic: types.Diagnostic) -> tuple[int, int]:
+    """Whole lines the diagnostic covers; a range past the end is stale."""
+    first, last = diagnostic.range.start.line, diagnostic.range.end.line
+    if last > first and diagnostic.range.end.character == 0:
+        last -= 1  # a range ending at column 0 does not touch that line
+    if (
+        first < 0
+        or first >= doc.line_count
+        or (first == doc.line_count - 1 and not doc.line(first))
+    ):
+        raise tasks.TaskError(
+            f"the diagnostic is out of date: line {first + 1} is past the end of the file "
+            f"({doc.line_count} lines); run the linter again"
+        )
+    last = min(max(last, first), doc.line_count - 1)
+    start = doc.offset_at(first, 0)
+    end = doc.offset_at(last + 1, 0) if last + 1 < doc.line_count else doc.size
+    return start, end
+
+
+async def fix_edit(
+    ls: CtxServer, t: Target, diagnostic: types.Diagnostic, progress: Progress | None = None
+) -> tuple[types.WorkspaceEdit, str]:
+    span = diagnostic_span(t.doc, diagnostic)
+    version = t.doc.version
+    a = ls.assistant(t.folder)
+    on_delta = progress.stream if progress else None
+    fixed = await tasks.fix(a, view(ls, t.folder), t.open_doc(), span, diagnostic.message, on_delta)
+    if t.doc.version != version:
+        raise tasks.TaskError("the file changed while the fix was being written; try again")
+    edit = types.TextDocumentEdit(
+        text_document=types.OptionalVersionedTextDocumentIdentifier(uri=t.uri, version=version),
+        edits=[types.TextEdit(range=lsp_range(t.doc, *span), new_text=fixed)],
+    )
+    return types.WorkspaceEdit(document_changes=[edit]), fixed
+
+
+async def tests_edit(
+    ls: CtxServer, t: Target, rng: types.Range, progress: Progress | None = None
+) -> tuple[types.WorkspaceEdit, str, Path]:
+    region = region_for(t, rng)
+    plan = plan_tests(t.folder.root, t.rel, t.doc.language_id)
+    a = ls.assistant(t.folder)
+    on_delta = progress.stream if progress else None
+    code = await tasks.tests(a, view(ls, t.folder), t.open_doc(), region, plan, on_delta)
+    path = t.folder.root / plan.test_path
+    uri = path.as_uri()
+    open_test = ls.documents.get(uri)
+    changes: list[Any] = []
+    if open_test is not None or path.exists():
+        existing = (
+            open_test.text if open_test else path.read_text(encoding="utf-8", errors="replace")
+        )
+        end = open_test.position_at(open_test.size) if open_test else _end_position(existing)
+        sep = "" if not existing else ("\n" if existing.endswith("\n") else "\n\n")
+        new_text = sep + ("\n" if existing.strip() else "") + code
+        version = open_test.version if open_test else None
+    else:
+        changes.append(
+            types.CreateFile(uri=uri, options=types.CreateFileOptions(ignore_if_exists=True))
+        )
+        end, new_text, version = (0, 0), code, None
+    at = types.Range(start=types.Position(*end), end=types.Position(*end))
+    changes.append(
+        types.TextDocumentEdit(
+            text_document=types.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version),
+            edits=[types.TextEdit(range=at, new_text=new_text)],
+        )
+    )
+    return types.WorkspaceEdit(document_changes=changes), code, path
+
+
+def _end_position(text: str) -> tuple[int, int]:
+    # files on disk: utf-16 columns of the last line (clients default to utf-16)
+    lines = re.split(r"\r\n|\r|\n", text)
+    return len(lines) - 1, len(lines[-1].encode("utf-16-le")) // 2
+
+
+def save_answer(folder: Folder, kind: str, name: str, text: str) -> Path:
+    """Long answers also go to .ctx/answers/ as Markdown (bounded: oldest removed)."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")[:60] or kind
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = folder.store.write_text_atomic(f"answers/{stamp}-{kind}-{slug}.md", text)
+    answers = sorted(path.parent.glob("*.md"))
+    for old in answers[:-MAX_ANSWERS]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+async def show(ls: CtxServer, path: Path) -> bool:
+    window = ls.client_capabilities.window
+    if not (window and window.show_document and window.show_document.support):
+        return False
+    try:
+        result = await ls.window_show_document_async(
+            types.ShowDocumentParams(uri=path.as_uri(), take_focus=True)
+        )
+    except Exception:
+        return False
+    return bool(result and result.success)
