@@ -284,8 +284,8 @@ def _unquote(s: str) -> str:
 
 
 def _strip_markup(line: str) -> str:
-    """A subject line without markdown heading marks, bullets, emphasis or quotes."""
-    line = re.sub(r"^\s*(?:#{1,6}\s+|[-*+]\s+(?=\S)|>\s*)", "", line).strip()
+    """A subject line without markdown heading marks, list marks, emphasis or quotes."""
+    line = re.sub(r"^\s*(?:#{1,6}\s+|[-*+]\s+(?=\S)|\d{1,2}[.)]\s+|>\s*)", "", line).strip()
     for mark in ("**", "__", "*", "_"):
         if len(line) > 2 * len(mark) and line.startswith(mark) and line.endswith(mark):
             line = line[len(mark) : -len(mark)].strip()

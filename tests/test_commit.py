@@ -339,6 +339,7 @@ LONG = (
         ),
         pytest.param("Add caching layer", "Add caching layer", id="no-type-not-invented"),
         pytest.param("x" * 100, "x" * 72, id="no-space-hard-cut"),
+        pytest.param("1. feat: add x", "feat: add x", id="numbered"),
     ],
 )  # fmt: skip
 def test_clean_message(reply: str, expected: str) -> None:

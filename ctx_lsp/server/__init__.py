@@ -22,14 +22,14 @@ from pygls.protocol.language_server import lsp_method
 from pygls.uris import to_fs_path
 
 from .. import __version__
-from ..assistant import Assistant, backend_config
-from ..backend import Backend, BackendError
-from ..context import prompt_summary, snapshot
+from ..assistant import Assistant
+from ..backend import BackendError
 from ..documents import Document, DocumentStore
 from ..relevance import OpenDoc
+from ..runtime import Runtime
 from ..scheduling import LatestOnly
-from ..settings import Layer, Settings, resolve
-from ..templates import TemplateLibrary
+from ..settings import Layer, Settings
+from ..tasks import View
 from ..workspace import Folder
 
 log = logging.getLogger(__name__)
@@ -74,20 +74,15 @@ class CtxServer(LanguageServer):
         super().__init__("ctx-lsp", __version__, protocol_cls=CtxProtocol)
         self.env: dict[str, str] = dict(os.environ if env is None else env)
         self.documents = DocumentStore()
-        self.folders: dict[Path, Folder] = {}
+        self.rt = Runtime(self.env)
         #: uri → version last saved (didOpen counts as saved): anything newer is unsaved
         self.saved_versions: dict[str, int] = {}
         self.init_options: Any = {}
         self.client_settings: Any = {}
-        self.file_layers: list[Layer] = []
-        self.settings = Settings()
-        self.origins: dict[str, str] = {}
         self._told: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._save_handle: asyncio.TimerHandle | None = None
         self.scheduler = LatestOnly()
-        self.templates = TemplateLibrary.builtin()
-        self._backend: Backend | None = None
 
     # -- messages to the user: once per distinct text --------------------------
     def tell(
@@ -133,50 +128,33 @@ class CtxServer(LanguageServer):
         return task
 
     # -- settings ----------------------------------------------------------------
-    def apply_settings(self) -> None:
-        from ..config_files import read_config, user_config_path, workspace_config_path
+    @property
+    def settings(self) -> Settings:
+        return self.rt.settings
 
-        layers: list[Layer] = []
-        problems: list[str] = []
-        paths = [(user_config_path(), "user config")]
-        paths += [(workspace_config_path(root), "workspace config") for root in self.folders]
-        self.file_tables: list[tuple[Path, dict[str, Any]]] = []
-        for path, source in paths:
-            layer, tables, errs = read_config(path, source)
-            layers.append(layer)
-            problems += errs
-            if tables:
-                self.file_tables.append((path, tables))
-        layers.append(Layer("initializationOptions", _ctx_section(self.init_options)))
-        layers.append(Layer("workspace/configuration", _ctx_section(self.client_settings)))
-        resolved = resolve(layers)
-        self.settings, self.origins = resolved.settings, resolved.origins
-        for problem in problems + resolved.problems:
+    @property
+    def folders(self) -> dict[Path, Folder]:
+        return self.rt.folders
+
+    def apply_settings(self) -> None:
+        problems = self.rt.load(
+            Layer("initializationOptions", _ctx_section(self.init_options)),
+            Layer("workspace/configuration", _ctx_section(self.client_settings)),
+        )
+        for problem in problems:
             self.tell(problem)
-        for folder in self.folders.values():
-            folder.refresh_scope(self.settings)
         self.report_store_problems()
 
     def report_store_problems(self) -> None:
-        for folder in self.folders.values():
-            for problem in folder.store.take_problems():
-                self.tell(problem)
+        for problem in self.rt.store_problems():
+            self.tell(problem)
 
     # -- folders and documents -------------------------------------------------
     def add_folder(self, root: Path) -> Folder:
-        root = root.resolve()
-        if root not in self.folders:
-            self.folders[root] = Folder(root, self.settings)
-        return self.folders[root]
+        return self.rt.add_folder(root)
 
     def folder_for_path(self, path: Path) -> Folder | None:
-        best: Folder | None = None
-        for folder in self.folders.values():
-            if folder.contains(path) and (
-                best is None or len(folder.root.parts) > len(best.root.parts)
-            ):
-                best = folder
-        return best
+        return self.rt.folder_for_path(path)
 
     def folder_for_uri(self, uri: str) -> Folder | None:
         path = uri_path(uri)
@@ -202,36 +180,14 @@ class CtxServer(LanguageServer):
         self.scheduler.supersede(f"completion:{uri}")
 
     # -- AI ----------------------------------------------------------------------
-    @property
-    def backend(self) -> Backend:
-        config = backend_config(self.settings)
-        if self._backend is None or self._backend.config != config:
-            if self._backend is not None:
-                self.run_task(self._backend.aclose(), "close backend")
-            self._backend = Backend(config, self.env)
-        return self._backend
-
     def assistant(self, folder: Folder) -> Assistant:
-        return Assistant(
-            folder, self.settings, self.backend, self.templates, folder.cache, self.env
-        )
+        return self.rt.assistant(folder)
 
-    def open_docs(self, folder: Folder) -> list[OpenDoc]:
-        """The folder's open documents (unsaved text) and pinned files, for prompts."""
-        from ..pins import read_pinned
-
-        docs = [
-            OpenDoc(d.uri, rel, d.language_id, d.text, d.modified)
-            for rel, d, _ in self.folder_documents(folder)
-            if folder.excluder.reason(rel) is None
-        ]
-        open_paths = {d.path for d in docs}
-        docs += [d for d in read_pinned(folder) if d.path not in open_paths]
-        return docs
-
-    def project_summary(self, folder: Folder) -> str:
-        snap = snapshot(folder, self.folder_documents(folder), self.settings, self.env)
-        return prompt_summary(snap)
+    def view(self, folder: Folder) -> View:
+        """What a job sees: open documents (unsaved text), pinned files, the summary."""
+        documents = self.folder_documents(folder)
+        docs = [OpenDoc(d.uri, rel, d.language_id, d.text, d.modified) for rel, d, _ in documents]
+        return self.rt.view(folder, docs, documents)
 
     def schedule_session_save(self) -> None:
         if self._save_handle is not None:

@@ -215,9 +215,7 @@ def register(server: CtxServer) -> None:
         position = _structure(ls, obj.get("position"), types.Position, "position")
         start, _ = offsets(t.doc, types.Range(start=position, end=position))
         req = completion_request(ls, t.uri, t.doc, t.folder, t.rel, start)
-        built = ls.assistant(t.folder).build(
-            req, ls.open_docs(t.folder), ls.project_summary(t.folder)
-        )
+        built = ls.assistant(t.folder).build(req, *_view_parts(ls, t.folder))
         text = "\n\n".join(f"--- {m.role} ---\n{m.content}" for m in built.messages)
         return {
             "text": text,
@@ -225,6 +223,11 @@ def register(server: CtxServer) -> None:
             "tokens": built.tokens,
             "dropped": built.dropped,
         }
+
+
+def _view_parts(ls: CtxServer, folder: Any) -> tuple[Any, str]:
+    v = view(ls, folder)
+    return v.docs, v.summary
 
 
 def _token(obj: dict[str, Any]) -> Any:

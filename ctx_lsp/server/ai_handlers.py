@@ -41,8 +41,8 @@ async def suggest(ls: CtxServer, uri: str, position: types.Position, channel: st
 
     async def work() -> str:
         req = completion_request(ls, uri, doc, folder, rel, offset)
-        view = ls.open_docs(folder)
-        answer = await ls.assistant(folder).run(req, view, ls.project_summary(folder))
+        view = ls.view(folder)
+        answer = await ls.assistant(folder).run(req, view.docs, view.summary)
         assert req.window is not None
         return clean_completion(answer.text, *req.window)
 

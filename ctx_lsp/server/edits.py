@@ -71,7 +71,7 @@ def region_for(t: Target, rng: types.Range) -> Region:
 
 
 def view(ls: CtxServer, folder: Folder) -> tasks.View:
-    return tasks.View(ls.open_docs(folder), ls.project_summary(folder))
+    return ls.view(folder)
 
 
 def lsp_range(doc: Document, start: int, end: int) -> types.Range:

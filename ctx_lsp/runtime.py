@@ -1,0 +1,130 @@
+"""What the server and the CLI share: settings from every layer, the template library
+(built-ins, config files, `.ctx/templates/`, plugins), the backend, and the folders."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .assistant import Assistant, backend_config
+from .backend import Backend
+from .config_files import read_config, user_config_path, workspace_config_path
+from .context import prompt_summary, snapshot
+from .pins import read_pinned
+from .relevance import OpenDoc
+from .settings import Layer, Settings, resolve
+from .tasks import View
+from .templates import TemplateError, TemplateLibrary, parse_template
+from .workspace import Folder
+
+log = logging.getLogger(__name__)
+
+
+def templates_from_tables(tables: Mapping[str, Any], source: str) -> tuple[list[Any], list[str]]:
+    """`[templates.NAME]` tables of a config file: `system`, `user`, optional `description`,
+    `branches`, `max_tokens`."""
+    out, problems = [], []
+    section = tables.get("templates", {})
+    if not isinstance(section, dict):
+        return [], [f"{source}: [templates] must be a table"]
+    for name, spec in section.items():
+        if not isinstance(spec, dict):
+            problems.append(f"{source}: templates.{name} must be a table")
+            continue
+        front = [f"{k}: {spec[k]}" for k in ("description", "branches", "max_tokens") if k in spec]
+        text = "---\n" + "\n".join([f"name: {name}", *front]) + "\n---\n"
+        text += f"## system\n{spec.get('system', '')}\n## user\n{spec.get('user', '')}\n"
+        try:
+            out.append(parse_template(text, name, f"{source} [templates.{name}]"))
+        except TemplateError as exc:
+            problems.append(str(exc))
+    return out, problems
+
+
+class Runtime:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = dict(env)
+        self.folders: dict[Path, Folder] = {}
+        self.settings = Settings()
+        self.origins: dict[str, str] = {}
+        self.templates = TemplateLibrary.builtin()
+        self.extra_templates: list[Any] = []  # from plugins
+        self._backend: Backend | None = None
+
+    # -- settings and templates --------------------------------------------------
+    def load(self, *client_layers: Layer) -> list[str]:
+        """Re-read every layer (lowest first) and the templates; returns the problems."""
+        layers: list[Layer] = []
+        problems: list[str] = []
+        templates = TemplateLibrary.builtin()
+        templates.add_all(self.extra_templates)
+        sources = [(user_config_path(), "user config", user_config_path().parent / "templates")]
+        for root in self.folders:
+            sources.append(
+                (workspace_config_path(root), "workspace config", root / ".ctx" / "templates")
+            )
+        for path, label, template_dir in sources:
+            layer, tables, errs = read_config(path, label)
+            layers.append(layer)
+            problems += errs
+            found, errs = templates_from_tables(tables, str(path))
+            templates.add_all(found)
+            problems += errs
+            problems += templates.load_directory(template_dir, label)
+        layers += client_layers
+        resolved = resolve(layers)
+        self.settings, self.origins = resolved.settings, resolved.origins
+        self.templates = templates
+        for folder in self.folders.values():
+            folder.refresh_scope(self.settings)
+        return problems + resolved.problems
+
+    # -- folders -----------------------------------------------------------------
+    def add_folder(self, root: Path) -> Folder:
+        root = root.resolve()
+        if root not in self.folders:
+            self.folders[root] = Folder(root, self.settings)
+        return self.folders[root]
+
+    def folder_for_path(self, path: Path) -> Folder | None:
+        best: Folder | None = None
+        for folder in self.folders.values():
+            if folder.contains(path) and (
+                best is None or len(folder.root.parts) > len(best.root.parts)
+            ):
+                best = folder
+        return best
+
+    def store_problems(self) -> list[str]:
+        problems: list[str] = []
+        for folder in self.folders.values():
+            problems += folder.store.take_problems()
+            problems += folder.cache.problems
+            folder.cache.problems.clear()
+        return problems
+
+    # -- AI ----------------------------------------------------------------------
+    @property
+    def backend(self) -> Backend:
+        """One backend for the settings in force; a new one when they change."""
+        config = backend_config(self.settings)
+        if self._backend is None or self._backend.config != config:
+            self._backend = Backend(config, self.env)
+        return self._backend
+
+    def assistant(self, folder: Folder) -> Assistant:
+        return Assistant(
+            folder, self.settings, self.backend, self.templates, folder.cache, self.env
+        )
+
+    def view(self, folder: Folder, open_docs: list[OpenDoc], documents: list[Any]) -> View:
+        """Open documents (minus excluded files) plus pinned files, and the summary.
+
+        `documents` are (rel, Document, unsaved) triples for the summary."""
+        docs = [d for d in open_docs if folder.excluder.reason(d.path) is None]
+        paths = {d.path for d in docs}
+        docs += [d for d in read_pinned(folder) if d.path not in paths]
+        summary = prompt_summary(snapshot(folder, documents, self.settings, self.env))
+        return View(docs, summary)
