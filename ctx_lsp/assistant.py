@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from .backend import Backend, BackendConfig, BackendError, Usage, require_text
 from .cache import ResponseCache, cache_key
+from .git import GitError
 from .messages import ChatMessage
 from .prompt import BuiltPrompt, PromptParts, build_messages, task_renderer
 from .redact import redact
@@ -140,6 +141,26 @@ class Assistant:
         ]
         return BuiltPrompt(masked, built.tokens, built.dropped)
 
+    async def _add_git_values(self, req: Request) -> None:
+        """$recent_commits and $changes cost a git call: only for templates that use them."""
+        branch = self.folder.git.branch()
+        try:
+            wanted = self.templates.get(req.template, branch.branch).placeholders()
+        except KeyError:
+            return
+        if not branch.has_repo:
+            return
+        try:
+            if "recent_commits" in wanted and "recent_commits" not in req.values:
+                commits = await self.folder.git.recent_commits(10)
+                req.values["recent_commits"] = "\n".join(
+                    f"{c.hash[:7]} {c.subject}" for c in commits
+                )
+            if "changes" in wanted and "changes" not in req.values:
+                req.values["changes"] = await self.folder.git.changes_summary()
+        except GitError as exc:
+            log.info("git values for the prompt unavailable: %s", exc)
+
     def _max_tokens(self, req: Request) -> int:
         return req.max_tokens or self.settings.max_tokens
 
@@ -150,6 +171,7 @@ class Assistant:
         project_summary: str,
         on_delta: Callable[[str], None] | None = None,
     ) -> Answer:
+        await self._add_git_values(req)
         built = self.build(req, docs, project_summary)
         params = {
             "max_tokens": self._max_tokens(req),
@@ -161,6 +183,8 @@ class Assistant:
             log.info("%s answered from the cache", req.kind)
             if on_delta is not None:
                 on_delta(hit)
+            if req.record and req.kind != "completion":
+                self.record(req, hit, Usage(), self.settings.model)
             return Answer(hit, True, Usage(), built)
         completion = await self.backend.chat(
             built.messages,

@@ -52,10 +52,35 @@ class Runtime:
         self.templates = TemplateLibrary.builtin()
         self.extra_templates: list[Any] = []  # from plugins
         self._backend: Backend | None = None
+        self._stamp: tuple[tuple[str, float], ...] = ()
 
     # -- settings and templates --------------------------------------------------
+    def config_files(self) -> list[Path]:
+        """Files whose change means settings or templates must be read again."""
+        user = user_config_path()
+        dirs = [user.parent / "templates"] + [r / ".ctx" / "templates" for r in self.folders]
+        files = [user] + [workspace_config_path(r) for r in self.folders]
+        for d in dirs:
+            files.append(d)
+            files += sorted(d.glob("*.md")) if d.is_dir() else []
+        return files
+
+    def _config_stamp(self) -> tuple[tuple[str, float], ...]:
+        stamp = []
+        for path in self.config_files():
+            try:
+                stamp.append((str(path), path.stat().st_mtime))
+            except OSError:
+                stamp.append((str(path), -1.0))
+        return tuple(stamp)
+
+    def config_changed(self) -> bool:
+        """A few stats: lets a running server pick up edited config and templates."""
+        return self._config_stamp() != self._stamp
+
     def load(self, *client_layers: Layer) -> list[str]:
         """Re-read every layer (lowest first) and the templates; returns the problems."""
+        self._stamp = self._config_stamp()
         layers: list[Layer] = []
         problems: list[str] = []
         templates = TemplateLibrary.builtin()

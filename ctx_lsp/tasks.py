@@ -151,7 +151,6 @@ async def commit_message(
             "diff": packed,
             "recent_commits": "\n".join(c.subject for c in commits) or "(no commits yet)",
             "commit_convention": convention_hint(convention, commits),
-            "changes": "\n".join(f.path for f in diff.files),
         },
         summary="Commit message for the {} diff of {} file(s): {}".format(
             "staged" if diff.staged else "working-tree",

@@ -32,10 +32,6 @@ class Folder:
         self.user = settings.effective_user()
         self.branch_sessions = settings.branch_sessions
         self._open_scope(self._scope())
-        # shared by all users of the folder: keyed by the (masked) prompt
-        self.cache = ResponseCache(
-            self.root / ".ctx" / "cache" / "responses.sqlite", ensure=CtxStore(self.root).ensure
-        )
 
     # -- scope: per user, optionally per branch --------------------------------
     def _scope(self) -> tuple[str, ...]:
@@ -52,6 +48,10 @@ class Folder:
         self.history.load()
         self.sessions = SessionStore(self.store)
         self.session: Session = self.sessions.load()
+        # per scope, like the history: users sharing a folder never see each other's answers
+        self.cache = ResponseCache(
+            self.store.path("cache/responses.sqlite"), ensure=self.store.ensure
+        )
 
     def refresh_scope(self, settings: Settings) -> bool:
         """Switch session and history when the user, or the branch (if per-branch), changed."""
@@ -60,7 +60,13 @@ class Folder:
         scope = self._scope()
         if scope == self.scope:
             return False
-        self.save_session()
+        # keep what the old scope had; a scope never used (start-up defaults) leaves no trace
+        if (
+            self.session.pinned
+            or self.session.open_files
+            or self.store.path("session.json").exists()
+        ):
+            self.save_session()
         self._open_scope(scope)
         return True
 

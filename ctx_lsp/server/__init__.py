@@ -181,10 +181,21 @@ class CtxServer(LanguageServer):
 
     # -- AI ----------------------------------------------------------------------
     def assistant(self, folder: Folder) -> Assistant:
+        self.refresh(folder)
         return self.rt.assistant(folder)
+
+    def refresh(self, folder: Folder) -> None:
+        """Before a job: edited config files or templates, and a branch switch (with
+        per-branch sessions), take effect without a restart."""
+        if self.rt.config_changed():
+            log.info("configuration files changed: reloading settings and templates")
+            self.apply_settings()
+        elif folder.refresh_scope(self.settings):
+            log.info("session switched to %s", "/".join(folder.scope))
 
     def view(self, folder: Folder) -> View:
         """What a job sees: open documents (unsaved text), pinned files, the summary."""
+        self.refresh(folder)
         documents = self.folder_documents(folder)
         docs = [OpenDoc(d.uri, rel, d.language_id, d.text, d.modified) for rel, d, _ in documents]
         return self.rt.view(folder, docs, documents)

@@ -19,6 +19,7 @@ def _folder_for_path(ls: CtxServer, arg: str) -> tuple[Folder, str]:
         except PathError as exc:
             errors.append(str(exc))
             continue
+        ls.refresh(folder)
         return folder, folder.relpath(path)
     raise PathError(errors[0] if errors else f"{arg}: no workspace folder")
 
@@ -39,6 +40,7 @@ def register(server: CtxServer) -> None:
         folders = list(ls.folders.values()) or [ls.default_folder()]
         texts, files = [], []
         for folder in folders:
+            ls.refresh(folder)
             snap = snapshot(folder, ls.folder_documents(folder), ls.settings, ls.env)
             texts.append(summary_text(snap))
             files += [context_file_json(f, folder) for f in snap.active + snap.pinned]
