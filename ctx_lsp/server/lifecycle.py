@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -31,6 +32,8 @@ def register(server: CtxServer) -> None:
 
     @server.feature(types.INITIALIZED)
     async def initialized(ls: CtxServer, params: types.InitializedParams) -> None:
+        # the first suggestion should not pay for importing openai and loading the tokenizer
+        ls.run_task(asyncio.to_thread(warm_up), "warm up")
         await pull_configuration(ls)
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
@@ -59,6 +62,14 @@ def register(server: CtxServer) -> None:
     @server.feature(types.SHUTDOWN)
     def shutdown(ls: CtxServer, params: None) -> None:
         ls.save_sessions()
+
+
+def warm_up() -> None:
+    import openai  # noqa: F401  (slow to import: ~0.4 s)
+
+    from ..tokens import count_tokens
+
+    count_tokens("warm up")
 
 
 async def pull_configuration(ls: CtxServer) -> None:
