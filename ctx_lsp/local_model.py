@@ -221,6 +221,8 @@ class ModelHost:
         self._lock = threading.Lock()
         self._current: threading.Event | None = None  # the running job's cancel flag
         self._abort_cb: Any = None  # kept alive: llama.cpp holds a pointer to it
+        #: jobs that reached the model (cancelled-while-queued ones never do)
+        self.jobs_run = 0
 
     # -- progress --------------------------------------------------------------------------
     def add_listener(self, fn: ProgressFn) -> Callable[[], None]:
@@ -329,6 +331,7 @@ class ModelHost:
         if cancel.is_set():
             raise Cancelled()
         self._current = cancel
+        self.jobs_run += 1
         try:
             return fn(llm, cancel)
         except RuntimeError as exc:

@@ -13,6 +13,7 @@ from .backend import Backend
 from .config_files import read_config, user_config_path, workspace_config_path
 from .context import prompt_summary, snapshot
 from .pins import read_pinned
+from .plugins import ContextRequest, PluginManager
 from .relevance import OpenDoc
 from .settings import Layer, Settings, resolve
 from .tasks import View
@@ -44,13 +45,17 @@ def templates_from_tables(tables: Mapping[str, Any], source: str) -> tuple[list[
 
 
 class Runtime:
-    def __init__(self, env: Mapping[str, str]) -> None:
+    def __init__(self, env: Mapping[str, str], plugins: PluginManager | None = None) -> None:
         self.env = dict(env)
         self.folders: dict[Path, Folder] = {}
         self.settings = Settings()
         self.origins: dict[str, str] = {}
         self.templates = TemplateLibrary.builtin()
-        self.extra_templates: list[Any] = []  # from plugins
+        if plugins is None:
+            plugins = PluginManager()
+            plugins.load()
+        self.plugins = plugins
+        self.extra_templates: list[Any] = []  # from plugins, asked again on every load()
         self._backend: Backend | None = None
         self._stamp: tuple[tuple[str, float], ...] = ()
 
@@ -84,6 +89,7 @@ class Runtime:
         layers: list[Layer] = []
         problems: list[str] = []
         templates = TemplateLibrary.builtin()
+        self.extra_templates = self.plugins.templates()
         templates.add_all(self.extra_templates)
         sources = [(user_config_path(), "user config", user_config_path().parent / "templates")]
         for root in self.folders:
@@ -104,7 +110,7 @@ class Runtime:
         self.templates = templates
         for folder in self.folders.values():
             folder.refresh_scope(self.settings)
-        return problems + resolved.problems
+        return problems + resolved.problems + self.plugins.take_problems()
 
     # -- folders -----------------------------------------------------------------
     def add_folder(self, root: Path) -> Folder:
@@ -133,10 +139,19 @@ class Runtime:
     # -- AI ----------------------------------------------------------------------
     @property
     def backend(self) -> Backend:
-        """One backend for the settings in force; a new one when they change."""
+        """One backend for the settings in force; a new one when they change.
+
+        Which one (OpenAI-compatible, embedded local model, or none) and why:
+        `local_backend.select_backend`."""
+        from .local_backend import backend_identity, make_backend, select_backend
+
+        kind, reason = select_backend(self.settings, self.env)
         config = backend_config(self.settings)
-        if self._backend is None or self._backend.config != config:
-            self._backend = Backend(config, self.env)
+        identity = backend_identity(kind, config, self.settings)
+        if self._backend is None or getattr(self, "_backend_identity", None) != identity:
+            log.info("backend: %s (%s)", kind, reason)
+            self._backend = make_backend(kind, config, self.settings, self.env)
+            self._backend_identity = identity
         return self._backend
 
     def assistant(self, folder: Folder) -> Assistant:
@@ -144,12 +159,22 @@ class Runtime:
             folder, self.settings, self.backend, self.templates, folder.cache, self.env
         )
 
-    def view(self, folder: Folder, open_docs: list[OpenDoc], documents: list[Any]) -> View:
-        """Open documents (minus excluded files) plus pinned files, and the summary.
+    def view(
+        self,
+        folder: Folder,
+        open_docs: list[OpenDoc],
+        documents: list[Any],
+        kind: str = "prompt",
+        file: str | None = None,
+    ) -> View:
+        """Open documents (minus excluded files) plus pinned files, and the summary with
+        the plugins' context after it.
 
         `documents` are (rel, Document, unsaved) triples for the summary."""
         docs = [d for d in open_docs if folder.excluder.reason(d.path) is None]
         paths = {d.path for d in docs}
         docs += [d for d in read_pinned(folder) if d.path not in paths]
-        summary = prompt_summary(snapshot(folder, documents, self.settings, self.env))
+        snap = snapshot(folder, documents, self.settings, self.env)
+        request = ContextRequest(folder.root, snap.branch.branch, file, kind)
+        summary = "\n\n".join([prompt_summary(snap), *self.plugins.context(request)])
         return View(docs, summary)

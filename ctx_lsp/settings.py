@@ -92,7 +92,7 @@ class Settings:
     )
     cache: bool = field(
         default=True,
-        metadata=_doc("Answer identical prompts from a cache (in memory and in .ctx/cache)."),
+        metadata=_doc("Answer identical prompts from a cache (in memory and in .ctx/, per user)."),
     )
     user: str = field(
         default="",

@@ -198,7 +198,10 @@ class CtxServer(LanguageServer):
         self.refresh(folder)
         documents = self.folder_documents(folder)
         docs = [OpenDoc(d.uri, rel, d.language_id, d.text, d.modified) for rel, d, _ in documents]
-        return self.rt.view(folder, docs, documents)
+        view = self.rt.view(folder, docs, documents)
+        for problem in self.rt.plugins.take_problems():  # a plugin's context() failed
+            self.tell(problem)
+        return view
 
     def schedule_session_save(self) -> None:
         if self._save_handle is not None:
@@ -234,9 +237,17 @@ def uri_path(uri: str) -> Path | None:
 
 
 def build_server(env: dict[str, str] | None = None) -> CtxServer:
-    from . import action_handlers, ai_handlers, context_handlers, lifecycle, text_sync
+    from . import (
+        action_handlers,
+        ai_handlers,
+        context_handlers,
+        lifecycle,
+        plugin_handlers,
+        text_sync,
+    )
 
     server = CtxServer(env)
     for module in (lifecycle, text_sync, context_handlers, ai_handlers, action_handlers):
         module.register(server)
+    plugin_handlers.register(server)  # last: plugin commands may not take the server's names
     return server

@@ -10,7 +10,7 @@ from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInva
 
 from .. import commands, tasks
 from ..backend import BackendError
-from . import CtxServer
+from . import CtxServer, plugin_handlers
 from .edits import fix_edit, offsets, region_for, save_answer, show, target, tests_edit, view
 from .progress import Progress
 
@@ -57,7 +57,12 @@ def register(server: CtxServer) -> None:
     @server.feature(
         types.TEXT_DOCUMENT_CODE_ACTION,
         types.CodeActionOptions(
-            code_action_kinds=[types.CodeActionKind.QuickFix, EXPLAIN_KIND, TESTS_KIND],
+            code_action_kinds=[
+                types.CodeActionKind.QuickFix,
+                EXPLAIN_KIND,
+                TESTS_KIND,
+                plugin_handlers.PLUGIN_KIND,
+            ],
             resolve_provider=True,
         ),
     )
@@ -107,6 +112,7 @@ def register(server: CtxServer) -> None:
                 title=tests.title, command=commands.GENERATE_TESTS, arguments=[args]
             )
         actions.append(tests)
+        actions += plugin_handlers.code_actions(ls, t, params.range)
         only = params.context.only
         if only:
             actions = [a for a in actions if any(str(a.kind).startswith(str(k)) for k in only)]
