@@ -38,6 +38,9 @@ end
 
 -- The test's settings: same keys as `settings.ctx` in a user's config.
 local config = { settings = { ctx = { model = os.getenv('CTX_TEST_MODEL') or 'test-model' } } }
+if scenario == 'completion' then
+  vim.g.ctx_lsp = { inline = false }
+end
 if os.getenv('CTX_TEST_CMD') then
   config.cmd = vim.json.decode(os.getenv('CTX_TEST_CMD'))
 end
@@ -115,6 +118,18 @@ local function ghost_text(buf)
   end
 end
 
+--- Wait for the answer of a :Ctx* command (require('ctx_lsp').last); raise its error.
+local function command_result(command, timeout_ms)
+  local ctx = require('ctx_lsp')
+  local last = wait_for(command, function()
+    return ctx.last and ctx.last.command == command and ctx.last
+  end, timeout_ms or 30000)
+  if last.error then
+    error(command .. ' failed: ' .. last.error, 0)
+  end
+  return last
+end
+
 local scenarios = {}
 
 -- Type in insert mode; the suggestion shows as virtual text; <Tab> (the plugin's mapping,
@@ -139,6 +154,43 @@ function scenarios.inline()
   vim.api.nvim_feedkeys(vim.keycode('<Esc>'), 'n', false)
   sleep(50)
   obs.ghost_after = ghost_text(buf)
+  obs.lines = lines(buf)
+  finish()
+end
+
+-- Completion items instead of ghost text (Neovim 0.11, or the option inline = false): the
+-- suggestion is an item of vim.lsp.completion; choosing it inserts it.
+function scenarios.completion()
+  local buf = vim.api.nvim_get_current_buf()
+  attach(buf)
+  obs.inline_enabled = vim.lsp.inline_completion.is_enabled({ bufnr = buf })
+  vim.api.nvim_buf_set_lines(buf, -1, -1, false, { '', 'def mul(a, b):', '    ' })
+  vim.api.nvim_win_set_cursor(0, { vim.api.nvim_buf_line_count(buf), 4 })
+  vim.api.nvim_feedkeys('A', 'n', false)
+  sleep(50)
+  vim.lsp.completion.get()
+  local items = wait_for('the completion menu', function()
+    -- (no UI is attached, so the menu is never "visible": look at its items)
+    local info = vim.fn.complete_info({ 'items', 'mode' })
+    obs.complete_info = info
+    return #info.items > 0 and info.items
+  end)
+  obs.items = vim.tbl_map(function(item)
+    return item.abbr -- what the menu shows (`word`, what is typed, is its first word)
+  end, items)
+  obs.mode_at_menu = vim.api.nvim_get_mode().mode
+  -- Select the first item as a UI does (no UI is attached: no menu to <C-n> through), then
+  -- accept it with <C-y>.
+  vim.api.nvim_feedkeys(
+    vim.keycode('<Cmd>lua vim.api.nvim_select_popupmenu_item(0, true, false, {})<CR><C-y>'),
+    'n',
+    false
+  )
+  wait_for('the item in the buffer', function()
+    return lines(buf)[#lines(buf)] ~= '    '
+  end, 5000)
+  vim.api.nvim_feedkeys(vim.keycode('<Esc>'), 'n', false)
+  sleep(50)
   obs.lines = lines(buf)
   finish()
 end
@@ -197,6 +249,7 @@ function scenarios.commit()
   obs.before = lines(buf)
   attach(buf)
   vim.cmd('CtxCommitMessage')
+  obs.result = command_result('ctx.commitMessage').result
   wait_for('the commit message in the buffer', function()
     local first = lines(buf)[1]
     return first ~= '' and not vim.startswith(first, '#')
@@ -211,6 +264,7 @@ function scenarios.commands()
   attach(buf)
   local ctx = require('ctx_lsp')
   vim.cmd('CtxContext')
+  command_result('ctx.showContext')
   wait_for('the context float', function()
     return ctx.last_shown and ctx.last_shown.title == 'context'
   end)
@@ -218,10 +272,7 @@ function scenarios.commands()
   obs.context_is_float = vim.api.nvim_win_get_config(ctx.last_shown.win).relative ~= ''
   vim.cmd('close')
   vim.cmd('1,2CtxExplain')
-  wait_for('the explanation', function()
-    return ctx.last and ctx.last.command == 'ctx.explain'
-  end, 30000)
-  obs.explain = ctx.last
+  obs.explain = command_result('ctx.explain')
   wait_for('the answer window', function()
     return ctx.last_document or (ctx.last_shown and ctx.last_shown.title == 'explanation')
   end)

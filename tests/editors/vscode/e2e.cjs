@@ -4,7 +4,9 @@
 // extension installed and checks, against the real ctx-lsp and the fake model:
 //   1. the extension activates and starts the server (status bar shows the model);
 //   2. typing shows inline ghost text, and Tab accepts it into the file;
-//   3. "ctx: Generate Commit Message" fills the Source Control input box.
+//   3. "ctx: Generate Commit Message" fills the Source Control input box;
+//   4. "ctx: Explain Selection" shows the answer as a Markdown preview;
+//   5. a broken server setting gives a clear notification; fixing it restarts the server.
 // Screenshots go to $ARTIFACTS; results to $ARTIFACTS/results.json. Exit 1 on failure.
 'use strict';
 
@@ -21,6 +23,7 @@ const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
 const COMPLETION = 'return a * b';
 const COMMIT = 'feat(calc): add sub()\n\nSubtract two numbers.';
+const EXPLANATION = '`add` returns the **sum** of `a` and `b`.';
 
 const results = { checks: {}, notifications: [], timings: {} };
 const t0 = Date.now();
@@ -38,15 +41,27 @@ async function screenshot(page, name) {
 }
 
 async function fake(pathname, body) {
-  const res = await fetch(FAKE_URL + pathname, {
-    method: body === undefined ? 'GET' : 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (!res.ok) {
-    throw new Error(`fake server ${pathname}: ${res.status}`);
+  // The fake model's control endpoints (tests/fake_openai.py); retried: a busy CI machine
+  // can drop a connection.
+  let lastError;
+  for (let attempt = 1; attempt <= 4; attempt++) {
+    try {
+      const res = await fetch(FAKE_URL + pathname, {
+        method: body === undefined ? 'GET' : 'POST',
+        headers: { 'content-type': 'application/json', connection: 'close' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      if (!res.ok) {
+        throw new Error(`fake server ${pathname}: ${res.status}`);
+      }
+      return await res.json();
+    } catch (error) {
+      lastError = error;
+      log(`fake server ${pathname} attempt ${attempt}: ${error} ${error.cause || ''}`);
+      await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+    }
   }
-  return res.json();
+  throw lastError;
 }
 
 async function notifications(page) {
@@ -158,12 +173,16 @@ async function main() {
     });
 
     // 3. Commit message into the Source Control input box.
-    await fake('/_fake/reply', { text: COMMIT });
+    // The model takes 2 s to answer: the status bar item spins meanwhile.
+    await fake('/_fake/enqueue', { kind: 'reply', text: COMMIT, delay_s: 2 });
     await check('Generate Commit Message fills the Source Control input', async () => {
       await page.keyboard.press('Control+Shift+G');
       // The git extension has found the repository when the staged file is listed.
       await page.locator('.scm-view .monaco-list-row', { hasText: 'calc.py' }).first().waitFor({ timeout: 30000 });
       await runCommand(page, 'ctx: Generate Commit Message');
+      const spinner = page.locator('.statusbar-item', { hasText: 'test-model' }).locator('.codicon-modifier-spin');
+      await spinner.first().waitFor({ state: 'visible', timeout: 5000 });
+      await screenshot(page, 'spinner');
       const box = page.locator('.scm-editor .view-lines').first();
       const want = COMMIT.split('\n')[0];
       await page.waitForFunction(
@@ -183,8 +202,63 @@ async function main() {
       }
       return { inputBox: value };
     });
+
+    // 4. Explain Selection: the answer opens as a rendered Markdown preview beside the code.
+    await fake('/_fake/reply', { text: EXPLANATION });
+    await check('Explain Selection shows the Markdown answer', async () => {
+      await page.keyboard.press('Control+P');
+      const input = page.locator('.quick-input-widget input');
+      await input.waitFor({ state: 'visible' });
+      await input.fill('app.py');
+      await page.locator('.quick-input-list .monaco-list-row', { hasText: 'app.py' }).first().waitFor();
+      await page.keyboard.press('Enter');
+      await page.locator('.editor-instance .monaco-editor .view-lines').first().click();
+      await page.keyboard.press('Control+Home');
+      await page.keyboard.press('Shift+ArrowDown');
+      await page.keyboard.press('Shift+End');
+      await runCommand(page, 'ctx: Explain Selection');
+      const tab = page.locator('.tabs-container .tab', { hasText: /Preview .*explain/ }).first();
+      await tab.waitFor({ state: 'visible', timeout: 30000 });
+      // The rendered Markdown lives in the preview's webview (an iframe in an iframe).
+      const rendered = page
+        .frameLocator('iframe.webview.ready')
+        .frameLocator('#active-frame')
+        .locator('strong', { hasText: 'sum' });
+      await rendered.first().waitFor({ state: 'visible', timeout: 20000 });
+      const previews = await page.locator('.tabs-container .tab', { hasText: 'Preview' }).count();
+      if (previews !== 1) {
+        throw new Error(`expected one preview tab, found ${previews}`);
+      }
+      await screenshot(page, 'explain-preview');
+      const answers = fs
+        .readdirSync(path.join(WORKSPACE, '.ctx'), { recursive: true })
+        .filter((p) => /answers\/.*explain.*\.md$/.test(String(p)));
+      if (!answers.length) {
+        throw new Error('no explanation saved under .ctx/');
+      }
+      return { tab: (await tab.innerText()).trim(), saved: answers.map(String) };
+    });
+
+    // 5. A server that cannot start: changing ctx.server.python restarts the server, and the
+    //    failure is a notification that says what to fix. Restoring the setting recovers.
+    await check('a broken server setting is reported, and fixing it restarts the server', async () => {
+      const machine = path.join(process.env.USER_DATA, 'Machine', 'settings.json');
+      const good = fs.readFileSync(machine, 'utf8');
+      fs.writeFileSync(machine, JSON.stringify({ 'ctx.server.python': '/nonexistent/python3' }));
+      const failed = page.locator('.notification-list-item-message', { hasText: 'cannot start' }).first();
+      await failed.waitFor({ state: 'visible', timeout: 30000 });
+      const message = (await failed.innerText()).trim();
+      await page.locator('.statusbar-item', { hasText: /^\s*ctx\s*$/ }).first().waitFor({ timeout: 10000 });
+      await screenshot(page, 'cannot-start');
+      if (!message.includes('/nonexistent/python3') || !message.includes('ctx.server.path')) {
+        throw new Error(`unhelpful message: ${message}`);
+      }
+      fs.writeFileSync(machine, good);
+      await page.locator('.statusbar-item', { hasText: 'test-model' }).first().waitFor({ timeout: 30000 });
+      return { message };
+    });
   } catch (error) {
-    results.error = String(error && error.stack ? error.stack : error);
+    results.error = String(error && error.stack ? error.stack : error) + (error && error.cause ? ' (cause: ' + String(error.cause) + ')' : '');
     log('error:', results.error);
   } finally {
     try {
@@ -204,7 +278,7 @@ main()
   .then(() => {
     const checks = Object.entries(results.checks);
     const failed = checks.filter(([, r]) => !r.ok).map(([name]) => name);
-    if (results.error || failed.length || checks.length < 3) {
+    if (results.error || failed.length || checks.length < 5) {
       console.error(`vscode e2e FAILED: ${failed.join('; ') || results.error || 'checks missing'}`);
       if (results.notifications.length) {
         console.error('notifications:', results.notifications);
