@@ -51,7 +51,7 @@ step "building the .vsix"
     npm ci --no-audit --no-fund >"$ARTIFACTS/npm-ci.log" 2>&1 || { cat "$ARTIFACTS/npm-ci.log" >&2; exit 1; }
     npm run --silent lint
     npm run --silent typecheck
-    npx vsce package --out "$RUN/ctx-lsp.vsix" >"$ARTIFACTS/vsce.log" 2>&1 || { cat "$ARTIFACTS/vsce.log" >&2; exit 1; }
+    npx vsce package --allow-missing-repository --out "$RUN/ctx-lsp.vsix" >"$ARTIFACTS/vsce.log" 2>&1 || { cat "$ARTIFACTS/vsce.log" >&2; exit 1; }
 )
 
 # 2. An isolated home for code-server, and a workspace: a git repo with a staged change.

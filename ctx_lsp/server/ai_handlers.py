@@ -87,6 +87,10 @@ def _rel(ls: CtxServer, uri: str, folder) -> str:
     return path.name if path is not None else uri
 
 
+def _snippet_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("$", "\\$").replace("}", "\\}")
+
+
 def register(server: CtxServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(
@@ -110,6 +114,9 @@ def register(server: CtxServer) -> None:
         # the item replaces the word being typed, so the client's filter keeps it
         word = word_before(doc.line(params.position.line)[: params.position.character])
         start = types.Position(params.position.line, params.position.character - len(word))
+        td = ls.client_capabilities.text_document
+        item_caps = td.completion.completion_item if td and td.completion else None
+        snippets = bool(item_caps and item_caps.snippet_support)
         first = next((ln.strip() for ln in text.splitlines() if ln.strip()), text.strip())
         item = types.CompletionItem(
             label=(word + first)[:80],
@@ -120,9 +127,13 @@ def register(server: CtxServer) -> None:
             ),
             filter_text=word + text,
             sort_text="0",
-            insert_text_format=types.InsertTextFormat.PlainText,
+            # some clients (Neovim) insert only the first word of a multi-word plain item
+            insert_text_format=types.InsertTextFormat.Snippet
+            if snippets
+            else types.InsertTextFormat.PlainText,
             text_edit=types.TextEdit(
-                range=types.Range(start=start, end=params.position), new_text=word + text
+                range=types.Range(start=start, end=params.position),
+                new_text=_snippet_escape(word + text) if snippets else word + text,
             ),
         )
         return types.CompletionList(is_incomplete=True, items=[item])

@@ -49,6 +49,7 @@ def register(server: CtxServer) -> None:
             "text": "\n\n".join(texts),
             "folders": [str(f.root) for f in folders],
             "files": files,
+            "model": ls.settings.model,
         }
         # {"uri": …}: the text the server holds for that document, unsaved edits included
         uri = opts.get("uri")
