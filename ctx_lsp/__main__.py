@@ -1,12 +1,11 @@
-"""Entry point: `ctx-lsp` / `python -m ctx_lsp` start the language server on stdio."""
+"""Entry point: `ctx-lsp` / `python -m ctx_lsp` start the language server on stdio;
+`ctx-lsp <command>` runs a command-line command instead (`ctx_lsp.cli`)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-
-from . import __version__
 
 
 def _serve_parser(parser: argparse.ArgumentParser) -> None:
@@ -44,15 +43,16 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(
-        prog="ctx-lsp",
-        description="A language server that gives any editor AI help that remembers.",
+    """`ctx-lsp` alone or `ctx-lsp serve [...]` serves LSP; `ctx-lsp <command>` runs a CLI
+    command (see `ctx_lsp.cli`)."""
+    from .cli import main as cli_main
+
+    return cli_main(
+        sys.argv[1:] if argv is None else argv,
+        serve_options=_serve_parser,
+        serve=serve,
+        setup_logging=setup_logging,
     )
-    parser.add_argument("--version", action="version", version=f"ctx-lsp {__version__}")
-    _serve_parser(parser)
-    args = parser.parse_args(argv)
-    return serve(args)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ history, project summary) → budgeted messages → masked → cache → backend
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -197,7 +198,11 @@ class Assistant:
         text = redact(text, self._secrets)
         if self.cache is not None and text.strip():
             self.cache.put(key, text)
-        if req.record:
+        if req.record and req.kind == "completion":
+            # not part of the conversation in prompts: recorded off the request path
+            loop = asyncio.get_running_loop()
+            loop.run_in_executor(None, self.record, req, text, completion.usage, completion.model)
+        elif req.record:
             self.record(req, text, completion.usage, completion.model)
         return Answer(text, False, completion.usage, built)
 
@@ -217,7 +222,7 @@ class Assistant:
                 ),
                 ChatMessage("assistant", answer, completion_tokens=usage.completion_tokens, **meta),
             )
-        except OSError as exc:  # the answer still reaches the user
+        except Exception as exc:  # the answer still reaches the user
             log.error("cannot record the exchange in the history: %s", exc)
 
 

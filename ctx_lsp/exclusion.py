@@ -3,6 +3,7 @@ key and credential files. Checked for open documents and pinned files alike."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path, PurePosixPath
 
 import pathspec
@@ -39,6 +40,8 @@ SECRET_FILES = [
     "*.tfstate",
 ]
 _BUILTIN = pathspec.GitIgnoreSpec.from_lines(SECRET_FILES)
+#: Seconds an answer stays good: a new ignore rule counts within this time.
+ANSWER_TTL_S = 2.0
 _ALWAYS = pathspec.GitIgnoreSpec.from_lines([".git/", ".ctx/"])
 
 
@@ -48,6 +51,7 @@ class Excluder:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._specs: dict[tuple[Path, str], tuple[float, pathspec.PathSpec | None]] = {}
+        self._answers: dict[str, tuple[float, str | None]] = {}
 
     def _spec(self, directory: Path, name: str) -> pathspec.PathSpec | None:
         path = directory / name
@@ -67,7 +71,19 @@ class Excluder:
         return spec
 
     def reason(self, rel: str) -> str | None:
-        """Why `rel` (relative to the root, posix) is excluded, or None if it may be read."""
+        """Why `rel` (relative to the root, posix) is excluded, or None if it may be read.
+        Answers are remembered for a moment: every completion asks for every open file."""
+        now = time.monotonic()
+        hit = self._answers.get(rel)
+        if hit is not None and now - hit[0] < ANSWER_TTL_S:
+            return hit[1]
+        answer = self._reason(rel)
+        if len(self._answers) > 4096:
+            self._answers.clear()
+        self._answers[rel] = (now, answer)
+        return answer
+
+    def _reason(self, rel: str) -> str | None:
         if _ALWAYS.match_file(rel):
             return "it is ctx-lsp's or git's own data"
         if _BUILTIN.match_file(rel):

@@ -244,9 +244,12 @@ class BlockEnd:
 # --- chat messages for a chat template ---------------------------------------------------------
 
 
-def chat_messages(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
+def chat_messages(
+    messages: Sequence[ChatMessage], *, system_in_user: bool = False
+) -> list[dict[str, str]]:
     """One system message first, then strictly alternating user/assistant turns ending
-    with the user: what strict chat templates (Gemma's raises otherwise) accept."""
+    with the user: what strict chat templates (Gemma's raises otherwise) accept. With
+    `system_in_user` the system text opens the first user turn instead (Gemma's way)."""
     system = "\n\n".join(m.content for m in messages if m.role == "system" and m.content)
     turns: list[dict[str, str]] = []
     for m in messages:
@@ -260,6 +263,9 @@ def chat_messages(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
         turns.insert(0, {"role": "user", "content": "(earlier in this conversation)"})
     if not turns or turns[-1]["role"] != "user":
         turns.append({"role": "user", "content": "Go on."})
+    if system and system_in_user:
+        turns[0]["content"] = f"{system}\n\n{turns[0]['content']}"
+        return turns
     return ([{"role": "system", "content": system}] if system else []) + turns
 
 
@@ -343,7 +349,6 @@ class LocalBackend(Backend):
                 stop=stop,
                 on_delta=on_delta,
             )
-        turns = chat_messages(messages)
         max_tokens = max_tokens if max_tokens is not None else self.config.max_tokens
         temperature = temperature if temperature is not None else self.config.temperature
         emit = self._emitter(on_delta)
@@ -351,6 +356,7 @@ class LocalBackend(Backend):
 
         def job(llm: Any, cancel: threading.Event) -> Completion:
             deadline = time.monotonic() + timeout
+            turns = chat_messages(messages, system_in_user=self.host.chat_style == "gemma")
             parts: list[str] = []
             finish: str | None = None
             chunks = llm.create_chat_completion(

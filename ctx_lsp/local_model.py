@@ -197,10 +197,17 @@ class LoadState:
 
 
 def default_threads() -> int:
+    """Threads for the model: one core is left to the editor and the server's event loop
+    (llama.cpp's threads spin at barriers, and on an oversubscribed machine two threads on
+    two cores were 10x slower than one), at most 4 (a small model gains little more)."""
+    env = os.environ.get("CTX_LSP_LOCAL_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores - 1))
 
 
 class ModelHost:
@@ -216,6 +223,8 @@ class ModelHost:
         self.llm: Any = None
         #: (prefix, suffix, middle) token ids when the model was trained for fill-in-the-middle
         self.fim: tuple[int, int, int] | None = None
+        #: how chat prompts are formatted: "template" (the GGUF's), "gemma" or "guessed"
+        self.chat_style = "template"
         self._error: ModelError | None = None
         self._listeners: list[ProgressFn] = []
         self._lock = threading.Lock()
@@ -303,16 +312,36 @@ class ModelHost:
                 "no_local",
                 f"The local backend needs llama-cpp-python: {EXTRA_HINT} ({exc})",
             ) from exc
-        llm = llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=self.n_ctx,
-            n_batch=512,
-            n_threads=self.n_threads,
-            n_threads_batch=self.n_threads,
-            swa_full=True,  # Gemma 3 has sliding-window layers: keeps prefix reuse possible
-            verbose=False,
-        )
+        kwargs = {
+            "model_path": str(path),
+            "n_ctx": self.n_ctx,
+            "n_batch": 512,
+            "n_threads": self.n_threads,
+            "n_threads_batch": self.n_threads,
+            "swa_full": True,  # Gemma 3 has sliding-window layers: keeps prefix reuse possible
+            "verbose": False,
+        }
+        if _has_amx(llama_cpp):
+            # A llama.cpp built with -march=native on a CPU with AMX uses AMX tiles for
+            # matrix products; in VMs that advertise AMX without enabling its register
+            # state (Firecracker here) the first decode dies with a general protection
+            # fault, taking the server with it. Without extra buffer types it never does.
+            log.info("llama.cpp was built with AMX: loading without extra buffer types")
+            llm = _load_without_extra_bufts(llama_cpp, kwargs)
+        else:
+            llm = llama_cpp.Llama(**kwargs)
         self.fim = _fim_tokens(llama_cpp, llm)
+        meta = getattr(llm, "metadata", {}) or {}
+        if meta.get("tokenizer.chat_template"):
+            self.chat_style = "template"  # the GGUF's own (Jinja), applied by llama-cpp-python
+        elif str(meta.get("general.architecture", "")).startswith("gemma"):
+            # base Gemma files carry no template and llama-cpp-python would guess llama-2:
+            # Gemma's turn format, with the system text at the start of the first user turn
+            # (which is what Gemma's official template does)
+            self.chat_style = "gemma"
+            llm.chat_format = "gemma"
+        else:
+            self.chat_style = "guessed"
 
         def should_abort(_data: Any) -> bool:
             current = self._current
@@ -357,6 +386,37 @@ class ModelHost:
                 self.ensure_loaded()
 
         return self.executor.submit(load)
+
+
+def _has_amx(llama_cpp: Any) -> bool:
+    try:
+        info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
+    except Exception:
+        return False
+    return "AMX_INT8 = 1" in info
+
+
+_params_lock = threading.Lock()
+
+
+def _load_without_extra_bufts(llama_cpp: Any, kwargs: dict[str, Any]) -> Any:
+    """`Llama(**kwargs)` with `use_extra_bufts` off: llama-cpp-python has no argument for
+    it, so its default model parameters are wrapped for the duration of the load."""
+    import llama_cpp.llama as llama_module
+
+    with _params_lock:
+        original = llama_module.llama_cpp.llama_model_default_params
+
+        def params() -> Any:
+            p = original()
+            p.use_extra_bufts = False
+            return p
+
+        llama_module.llama_cpp.llama_model_default_params = params
+        try:
+            return llama_cpp.Llama(**kwargs)
+        finally:
+            llama_module.llama_cpp.llama_model_default_params = original
 
 
 def _fim_tokens(llama_cpp: Any, llm: Any) -> tuple[int, int, int] | None:

@@ -6,6 +6,7 @@ Applied to prompts before they are sent or cached, to everything written under
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Iterable
@@ -70,6 +71,12 @@ def redact(text: str, extra_values: Iterable[str] = ()) -> str:
     are masked wherever they appear."""
     if not text:
         return text
+    return _redact(text, tuple(extra_values))
+
+
+@functools.lru_cache(maxsize=512)
+def _redact(text: str, extra_values: tuple[str, ...]) -> str:
+    # memoized: the same system message (summary, related code) recurs request after request
     for value in extra_values:
         if value and len(value) >= 6:
             text = text.replace(value, "<redacted:api-key>")

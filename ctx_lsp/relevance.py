@@ -22,6 +22,7 @@ unchanged documents costs only dictionary look-ups.
 from __future__ import annotations
 
 import bisect
+import functools
 import keyword
 import math
 import posixpath
@@ -583,6 +584,7 @@ _MODULE_SUFFIXES = (
 )
 
 
+@functools.lru_cache(maxsize=65536)
 def _module_matches(path: str, module: str) -> bool:
     """Does file ``path`` implement ``module`` (a path suffix without extension)?"""
     if not module:

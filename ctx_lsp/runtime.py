@@ -79,6 +79,11 @@ class Runtime:
                 stamp.append((str(path), -1.0))
         return tuple(stamp)
 
+    @property
+    def config_stamp(self) -> tuple[tuple[str, float], ...]:
+        """The config files' state when last loaded."""
+        return self._stamp
+
     def config_changed(self) -> bool:
         """A few stats: lets a running server pick up edited config and templates."""
         return self._config_stamp() != self._stamp

@@ -33,6 +33,8 @@ class LatestOnly:
         async def work() -> T:
             if delay_s > 0:
                 await asyncio.sleep(delay_s)
+            # one more turn of the loop: edits already queued supersede us before we start
+            await asyncio.sleep(0)
             self.started += 1
             return await factory()
 

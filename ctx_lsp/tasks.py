@@ -19,6 +19,8 @@ Delta = Callable[[str], None] | None
 
 #: Share of the prompt budget the packed diff may take in a commit prompt.
 DIFF_SHARE = 0.6
+#: Most bytes of diff read for a commit message (packed under the budget afterwards).
+COMMIT_DIFF_BYTES = 8_000_000
 #: Share of the budget history may take before older history is summarized.
 HISTORY_SHARE = 0.3
 #: Lines of context shown around the lines a fix replaces.
@@ -136,7 +138,8 @@ async def commit_message(
     if not git.branch().has_repo:
         raise TaskError(f"no git repository at {a.folder.root}")
     try:
-        diff = await (git.diff_auto() if staged is None else git.diff(staged=staged))
+        cap = COMMIT_DIFF_BYTES
+        diff = await (git.diff_auto(cap) if staged is None else git.diff(staged, cap))
         commits = await git.recent_commits(10)
     except GitError as exc:
         raise TaskError(str(exc)) from exc

@@ -185,7 +185,8 @@ async def test_backend_errors_are_told_once(
 
 
 async def test_no_key_and_unreachable_are_clear(lsp, project: Path, home: Path):
-    client = await lsp(project, init_options={"debounceMs": 0})
+    # an explicit backend: with "auto", no key would pick the local model when installed
+    client = await lsp(project, init_options={"debounceMs": 0, "backend": "openai"})
     uri = open_doc(client, project / "app.py")
     assert (await _inline(client, uri, 4, 11)).items == ()
     assert len(client.messages) == 1 and "OPENAI_API_KEY" in client.messages[0].message

@@ -10,6 +10,7 @@ import asyncio
 import inspect
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,9 @@ class CtxServer(LanguageServer):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._save_handle: asyncio.TimerHandle | None = None
         self.scheduler = LatestOnly()
+        self._places: dict[str, tuple[Folder | None, str]] = {}
+        #: finished suggestions by everything their prompt depends on: a repeat costs a lookup
+        self.suggestions: OrderedDict[tuple[Any, ...], str] = OrderedDict()
 
     # -- messages to the user: once per distinct text --------------------------
     def tell(
@@ -151,7 +155,23 @@ class CtxServer(LanguageServer):
 
     # -- folders and documents -------------------------------------------------
     def add_folder(self, root: Path) -> Folder:
+        self._places.clear()
         return self.rt.add_folder(root)
+
+    def remove_folder(self, root: Path) -> Folder | None:
+        self._places.clear()
+        return self.folders.pop(root.resolve(), None)
+
+    def place(self, uri: str) -> tuple[Folder | None, str]:
+        """The folder a document belongs to and its path there; remembered per URI, since
+        resolving paths for every open document on every keystroke adds up."""
+        hit = self._places.get(uri)
+        if hit is None:
+            path = uri_path(uri)
+            folder = self.folder_for_path(path) if path is not None else None
+            rel = folder.relpath(path) if folder is not None and path is not None else uri
+            hit = self._places[uri] = (folder, rel)
+        return hit
 
     def folder_for_path(self, path: Path) -> Folder | None:
         return self.rt.folder_for_path(path)
@@ -168,10 +188,10 @@ class CtxServer(LanguageServer):
     def folder_documents(self, folder: Folder) -> list[tuple[str, Document, bool]]:
         out = []
         for doc in self.documents:
-            path = uri_path(doc.uri)
-            if path is not None and self.folder_for_path(path) is folder:
+            owner, rel = self.place(doc.uri)
+            if owner is folder:
                 dirty = doc.version != self.saved_versions.get(doc.uri, doc.version)
-                out.append((folder.relpath(path), doc, dirty))
+                out.append((rel, doc, dirty))
         return out
 
     def document_changed(self, uri: str) -> None:

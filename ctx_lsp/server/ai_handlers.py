@@ -11,7 +11,9 @@ from ..assistant import Request
 from ..backend import BackendError
 from ..documents import Document, DocumentError
 from ..relevance import OpenDoc
+from ..settings import Settings
 from ..suggestions import clean_completion, word_before
+from ..tokens import truncate_to_tokens
 from ..workspace import Folder
 from . import CtxServer
 
@@ -27,17 +29,43 @@ def _cursor(doc: Document, position: types.Position) -> tuple[int, int, int]:
     return offset, line, char
 
 
+#: Finished suggestions remembered in memory (the persistent cache backs them up).
+MEMO_SIZE = 256
+
+
+def _memo_key(ls: CtxServer, folder: Folder, uri: str, version: int, offset: int) -> tuple:
+    """Everything a completion prompt depends on, cheap to compute: documents and their
+    versions, settings, branch, pins, conversation and templates."""
+    docs = tuple((d.uri, d.version) for d in ls.documents)
+    history = folder.history.for_prompt(ls.settings.history_messages)
+    return (
+        uri,
+        version,
+        offset,
+        docs,
+        ls.settings,
+        folder.git.branch(),
+        tuple(folder.pinned),
+        tuple(m.id for m in history),
+        ls.rt.config_stamp,
+    )
+
+
 async def suggest(ls: CtxServer, uri: str, position: types.Position, channel: str) -> str:
     """The suggestion at the cursor, or "" when there is none, it went stale, or it failed."""
     doc = ls.documents.get(uri)
     if doc is None:
         return ""
-    folder = ls.folder_for_uri(uri) or ls.default_folder()
-    rel = _rel(ls, uri, folder)
+    owner, rel = ls.place(uri)
+    folder = owner or ls.default_folder()
     if folder.excluder.reason(rel) is not None:
         return ""  # never read secrets files into a prompt
     offset, _, _ = _cursor(doc, position)
     version = doc.version
+    key = _memo_key(ls, folder, uri, version, offset) if ls.settings.cache else None
+    if key is not None and (hit := ls.suggestions.get(key)) is not None:
+        ls.suggestions.move_to_end(key)
+        return hit
 
     async def work() -> str:
         req = completion_request(ls, uri, doc, folder, rel, offset)
@@ -54,7 +82,27 @@ async def suggest(ls: CtxServer, uri: str, position: types.Position, channel: st
     ls.backend_recovered()
     if not text or doc.version != version or ls.documents.get(uri) is not doc:
         return ""
+    if key is not None:
+        ls.suggestions[key] = text
+        while len(ls.suggestions) > MEMO_SIZE:
+            ls.suggestions.popitem(last=False)
     return text
+
+
+#: Share of the prompt budget for the cursor window: the rest is for related code from
+#: other files, the conversation and the project summary (all trimmed to fit).
+WINDOW_SHARE = 0.55
+#: Of the window, the share before the cursor.
+PREFIX_SHARE = 0.75
+
+
+def cursor_window(doc: Document, line: int, char: int, settings: Settings) -> tuple[str, str]:
+    """Prefix and suffix sized in tokens up front, so the builder seldom has to trim the
+    window (a trimmed window leaves no room for related code)."""
+    tokens = int((settings.context_tokens - settings.max_tokens) * WINDOW_SHARE)
+    before, after = int(tokens * PREFIX_SHARE), tokens - int(tokens * PREFIX_SHARE)
+    prefix, suffix = doc.window(line, char, before * 4, after * 4)  # ≤ 4 chars a token
+    return truncate_to_tokens(prefix, before, keep="end"), truncate_to_tokens(suffix, after)
 
 
 def completion_request(
@@ -62,8 +110,7 @@ def completion_request(
 ) -> Request:
     """The request behind a suggestion at `offset` (also used by the prompt dry run)."""
     line, char = doc.position_at(offset)
-    budget_chars = ls.settings.context_tokens * 4
-    prefix, suffix = doc.window(line, char, budget_chars, budget_chars // 3)
+    prefix, suffix = cursor_window(doc, line, char, ls.settings)
     current_line = prefix[prefix.rfind("\n") + 1 :].strip()
     return Request(
         kind="completion",
@@ -76,15 +123,6 @@ def completion_request(
         window=(prefix, suffix),
         allow_empty=True,
     )
-
-
-def _rel(ls: CtxServer, uri: str, folder) -> str:
-    from . import uri_path
-
-    path = uri_path(uri)
-    if path is not None and folder.contains(path):
-        return folder.relpath(path)
-    return path.name if path is not None else uri
 
 
 def _snippet_escape(text: str) -> str:

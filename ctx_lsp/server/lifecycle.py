@@ -51,7 +51,7 @@ def register(server: CtxServer) -> None:
     def did_change_folders(ls: CtxServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
         for removed in params.event.removed:
             path = uri_path(removed.uri)
-            folder = ls.folders.pop(path.resolve(), None) if path else None
+            folder = ls.remove_folder(path) if path else None
             if folder is not None:
                 folder.save_session()
         for added in params.event.added:

@@ -1,0 +1,93 @@
+"""Run one parsed command: build the workspace, call the handler, turn failures into a
+message on stderr and an exit code (never a traceback for a user error)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO
+
+from ..backend import BackendError
+from ..git import GitError
+from ..merge import MergeError
+from ..tasks import TaskError
+from ..workspace import PathError
+from .common import (
+    BACKEND,
+    FAILED,
+    INTERRUPTED,
+    OK,
+    STATE,
+    USAGE,
+    CliError,
+    Workspace,
+    moved_aside,
+    warn,
+    workspace_root,
+)
+
+#: Commands that report configuration problems themselves (as their result, not warnings).
+REPORTS_CONFIG = {"info:templates_check", "info:doctor"}
+
+
+def _handler(name: str):
+    module, _, func = name.partition(":")
+    return getattr(importlib.import_module(f"{__package__}.{module}"), func)
+
+
+async def _run(args: argparse.Namespace, env: Mapping[str, str], cwd: Path) -> int:
+    root = workspace_root(getattr(args, "root", None), cwd)
+    before = moved_aside(root)
+    ws = Workspace(root, env, cwd)
+    try:
+        if args.handler not in REPORTS_CONFIG:
+            for problem in ws.config_problems:
+                warn(problem)
+        code = await _handler(args.handler)(ws, args)
+        return OK if code is None else int(code)
+    finally:
+        for problem in ws.state_problems():
+            warn(problem)
+        await ws.aclose()
+        # A file moved aside is state lost: the exit code says so even though the command
+        # ran (run() applies it only when nothing else failed). Damaged lines that are
+        # skipped but stay in place are warnings only, or every later command would fail.
+        if moved_aside(root) - before:
+            args._state_damaged = True
+
+
+def run(
+    args: argparse.Namespace, env: Mapping[str, str], cwd: Path, out: IO[str], err: IO[str]
+) -> int:
+    try:
+        code = asyncio.run(_run(args, env, cwd))
+    except CliError as exc:
+        return _fail(err, exc.message, exc.code)
+    except TaskError as exc:
+        return _fail(err, str(exc), FAILED)
+    except BackendError as exc:
+        return _fail(err, exc.message, BACKEND)
+    except PathError as exc:
+        return _fail(err, str(exc), USAGE)
+    except MergeError as exc:
+        return _fail(err, str(exc), STATE if exc.damaged else USAGE)
+    except GitError as exc:
+        return _fail(err, str(exc), FAILED)
+    except KeyboardInterrupt:
+        return _fail(err, "interrupted", INTERRUPTED)
+    except BrokenPipeError:  # `ctx-lsp history show | head`
+        return OK
+    except OSError as exc:  # a .ctx/ that cannot be written, a full disk...
+        return _fail(err, f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), STATE)
+    if code == OK and getattr(args, "_state_damaged", False):
+        return STATE
+    return code
+
+
+def _fail(err: IO[str], message: str, code: int) -> int:
+    err.write(f"ctx-lsp: error: {message}\n")
+    err.flush()
+    return code
