@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .backend import Backend, BackendConfig, BackendError, Usage, require_text
@@ -24,6 +25,8 @@ from .workspace import Folder
 
 log = logging.getLogger(__name__)
 
+#: One thread builds prompts, one at a time: the relevance index is not shared across threads.
+_BUILDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ctx-prompt")
 #: Most characters of a request kept as its short form in the history.
 SHORT_FORM_CHARS = 1500
 
@@ -173,7 +176,10 @@ class Assistant:
         on_delta: Callable[[str], None] | None = None,
     ) -> Answer:
         await self._add_git_values(req)
-        built = self.build(req, docs, project_summary)
+        # prompt assembly is CPU work (ranking, counting, masking): off the event loop, so
+        # edits and newer requests are answered while it runs
+        loop = asyncio.get_running_loop()
+        built = await loop.run_in_executor(_BUILDER, self.build, req, docs, project_summary)
         params = {
             "max_tokens": self._max_tokens(req),
             "temperature": self.settings.temperature,

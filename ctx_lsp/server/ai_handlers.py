@@ -46,7 +46,7 @@ def _memo_key(ls: CtxServer, folder: Folder, uri: str, version: int, offset: int
         ls.settings,
         folder.git.branch(),
         tuple(folder.pinned),
-        tuple(m.id for m in history),
+        tuple(m.id for m in history if m.kind != "completion"),
         ls.rt.config_stamp,
     )
 
