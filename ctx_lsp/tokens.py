@@ -29,6 +29,7 @@ The choice is made once, on first use, and cached; :func:`reset` forgets it (tes
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -148,6 +149,7 @@ def reset() -> None:
     with _lock:
         _encoder = None
         _encoder_name = ESTIMATE_NAME
+        _count_cached.cache_clear()
 
 
 def tokenizer_name() -> str:
@@ -179,6 +181,12 @@ def count_tokens(text: str) -> int:
     enc = _encoder if _encoder is not None else _load()
     if enc is False:
         return estimate_tokens(text)
+    return _count_cached(text, enc) if len(text) >= 64 else len(enc.encode_ordinary(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _count_cached(text: str, enc: Any) -> int:
+    # related snippets and summaries recur from one completion to the next
     return len(enc.encode_ordinary(text))
 
 
