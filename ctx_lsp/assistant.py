@@ -216,16 +216,13 @@ class Assistant:
         """Both sides of an exchange go to the history, masked, with their token counts."""
         branch = self.folder.git.branch()
         meta = {"kind": req.kind, "file": req.file, "branch": branch.branch, "model": model}
-        short = (
-            req.summary
-            if len(req.summary) <= SHORT_FORM_CHARS
-            else (req.summary[:SHORT_FORM_CHARS] + " …")
-        )
+        # masked before it is cut: a cut secret would no longer match its pattern
+        short = redact(req.summary, self._secrets)
+        if len(short) > SHORT_FORM_CHARS:
+            short = short[:SHORT_FORM_CHARS] + " …"
         try:
             self.folder.history.append(
-                ChatMessage(
-                    "user", redact(short, self._secrets), prompt_tokens=usage.prompt_tokens, **meta
-                ),
+                ChatMessage("user", short, prompt_tokens=usage.prompt_tokens, **meta),
                 ChatMessage("assistant", answer, completion_tokens=usage.completion_tokens, **meta),
             )
         except Exception as exc:  # the answer still reaches the user

@@ -11,6 +11,7 @@ from .documents import Document
 from .environment import allowed_environment
 from .git import BranchInfo
 from .settings import Settings
+from .tree import human_size
 from .workspace import Folder
 
 
@@ -84,13 +85,7 @@ def context_file_json(f: FileInfo, folder: Folder) -> dict[str, object]:
 
 
 def _size(n: int) -> str:
-    if n < 0:
-        return "missing"
-    if n < 1024:
-        return f"{n} B"
-    if n < 1024 * 1024:
-        return f"{n / 1024:.1f} KB"
-    return f"{n / 1024 / 1024:.1f} MB"
+    return "missing" if n < 0 else human_size(n)
 
 
 def _when(t: float) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
+from .redact import redact
+
 #: A name that looks like it holds a secret: its value never enters the context.
 SECRET_NAME = re.compile(
     r"KEY|TOKEN|SECRET|PASSW|PWD$|CREDENTIAL|AUTH|PRIVATE|SESSION|COOKIE|SIGNATURE|CERT",
@@ -22,5 +24,5 @@ def allowed_environment(env: Mapping[str, str], allowlist: Iterable[str]) -> dic
     out: dict[str, str] = {}
     for name in allowlist:
         if name in env:
-            out[name] = HIDDEN if looks_secret(name) else env[name]
+            out[name] = HIDDEN if looks_secret(name) else redact(env[name])
     return out

@@ -270,6 +270,7 @@ class History:
 
     def for_prompt(self, n: int) -> list[ChatMessage]:
         """The latest summary (if any), then the last `n` non-summary messages it does not cover."""
+        self.refresh()  # exchanges another process (the CLI, a second window) appended
         msgs = self._messages
         at = next((i for i in range(len(msgs) - 1, -1, -1) if msgs[i].kind == "summary"), None)
         if at is None:

@@ -11,7 +11,8 @@ plain prefix continuation (fill-in-the-middle when the model has FIM tokens) and
 the end of the current block. Until the assistant calls it directly, `chat()` recognises a
 completion request (its last message has kind "completion" and holds the completion
 template's `<file>\\n{prefix}<CURSOR>{suffix}\\n</file>`) and routes it there. Chat tasks
-use the model's own chat template.
+use the model's own chat template; a base model without one (the bundled Gemma 3 270M)
+continues a plain transcript instead, since it knows no turn format.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -30,6 +30,7 @@ from .local_model import (
     DEFAULT_MODEL_DIST,
     EXTRA_HINT,
     Cancelled,
+    Job,
     LoadState,
     ModelError,
     ModelHost,
@@ -37,6 +38,7 @@ from .local_model import (
     describe_model,
     extra_installed,
     get_host,
+    timeout_error,
 )
 from .messages import ChatMessage
 from .settings import Settings
@@ -44,10 +46,11 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 #: Most tokens of one inline completion on the local backend: ghost text wants the current
-#: statement or small block, and on two cores every token costs ~25 ms.
-COMPLETION_MAX_TOKENS = 64
-#: Characters of code before the cursor given to the model (~1000-1500 tokens).
-PREFIX_CHARS = 4000
+#: statement or small block, and on one core every token costs 50-80 ms.
+COMPLETION_MAX_TOKENS = 48
+#: Characters of code before the cursor given to the model (~600-800 tokens: prompt eval
+#: runs at ~100-200 tokens/s on one core, and only the first request at a place pays it all).
+PREFIX_CHARS = 2500
 #: Characters after the cursor, for models with fill-in-the-middle.
 SUFFIX_CHARS = 1500
 #: The start of the prefix window moves in steps of this many characters, so that while
@@ -118,9 +121,10 @@ def not_configured_message(settings: Settings, why_not_local: str = "") -> str:
 
 def local_n_ctx(settings: Settings) -> int:
     """Context size for the local model: the prompt budget (our token count can be below
-    the model's own, hence the margin) plus the answer, in steps of 1024 tokens."""
+    the model's own, hence the margin) plus the answer, in steps of 4096 tokens and at
+    least 8192, so that ordinary settings changes never reload the model."""
     want = int(settings.context_tokens * 1.25) + settings.max_tokens + 256
-    return min(32768, max(4096, -(-want // 1024) * 1024))
+    return min(32768, max(8192, -(-want // 4096) * 4096))
 
 
 def make_backend(
@@ -244,12 +248,9 @@ class BlockEnd:
 # --- chat messages for a chat template ---------------------------------------------------------
 
 
-def chat_messages(
-    messages: Sequence[ChatMessage], *, system_in_user: bool = False
-) -> list[dict[str, str]]:
+def chat_messages(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
     """One system message first, then strictly alternating user/assistant turns ending
-    with the user: what strict chat templates (Gemma's raises otherwise) accept. With
-    `system_in_user` the system text opens the first user turn instead (Gemma's way)."""
+    with the user: what strict chat templates (Gemma's raises otherwise) accept."""
     system = "\n\n".join(m.content for m in messages if m.role == "system" and m.content)
     turns: list[dict[str, str]] = []
     for m in messages:
@@ -263,10 +264,41 @@ def chat_messages(
         turns.insert(0, {"role": "user", "content": "(earlier in this conversation)"})
     if not turns or turns[-1]["role"] != "user":
         turns.append({"role": "user", "content": "Go on."})
-    if system and system_in_user:
-        turns[0]["content"] = f"{system}\n\n{turns[0]['content']}"
-        return turns
     return ([{"role": "system", "content": system}] if system else []) + turns
+
+
+def loop_start(text: str, repeats: int = 3) -> int | None:
+    """Where a small model's loop begins: the end of the first of `repeats` identical
+    non-blank lines in a row at the end of `text` (only complete lines count)."""
+    lines = text.split("\n")[:-1]
+    if len(lines) < repeats or not lines[-1].strip() or len(set(lines[-repeats:])) != 1:
+        return None
+    first = len(lines) - repeats
+    while first > 0 and lines[first - 1] == lines[-1]:
+        first -= 1
+    return len("\n".join(lines[: first + 1]))
+
+
+def count_tokens(llm: Any, text: str) -> int:
+    try:
+        return len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+    except Exception:
+        return len(text) // 4
+
+
+#: Where a plain transcript's answer ends: the model starting the next turn.
+PLAIN_STOPS = ["\nUser:", "\nAnswer:"]
+
+
+def plain_prompt(messages: Sequence[ChatMessage]) -> str:
+    """A chat as a document for a base model (no chat template) to continue."""
+    turns = chat_messages(messages)
+    parts = [turns.pop(0)["content"]] if turns[0]["role"] == "system" else []
+    last = turns.pop()["content"]
+    for t in turns:
+        parts.append(f"{'User' if t['role'] == 'user' else 'Assistant'}: {t['content']}")
+    parts.append(f"{last}\n\nAnswer:\n")
+    return "\n\n".join(parts)
 
 
 # --- the backend --------------------------------------------------------------------------------
@@ -323,7 +355,7 @@ class LocalBackend(Backend):
 
             remove = self.host.add_listener(relay)
         try:
-            await self._run(lambda llm, cancel: None)
+            await self._run(lambda llm, job: None)
         finally:
             if remove is not None:
                 remove()
@@ -349,41 +381,56 @@ class LocalBackend(Backend):
                 stop=stop,
                 on_delta=on_delta,
             )
-        max_tokens = max_tokens if max_tokens is not None else self.config.max_tokens
+        # ctx.maxTokens caps every answer here, whatever a template asks for: a small model
+        # on a CPU writes 15-40 tokens/s, and the editor user is waiting
+        ceiling = self.config.max_tokens
+        max_tokens = min(max_tokens, ceiling) if max_tokens is not None else ceiling
         temperature = temperature if temperature is not None else self.config.temperature
         emit = self._emitter(on_delta)
-        timeout = self.config.timeout_s
 
-        def job(llm: Any, cancel: threading.Event) -> Completion:
-            deadline = time.monotonic() + timeout
-            turns = chat_messages(messages, system_in_user=self.host.chat_style == "gemma")
+        def job(llm: Any, j: Job) -> Completion:
+            started = time.monotonic()
             parts: list[str] = []
             finish: str | None = None
-            chunks = llm.create_chat_completion(
-                messages=turns,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                stop=stop or None,
-                repeat_penalty=CHAT_REPEAT_PENALTY,
-                stream=True,
-            )
+            sampling = {
+                "max_tokens": max_tokens,
+                "temperature": temperature,
+                "repeat_penalty": CHAT_REPEAT_PENALTY,
+                "stream": True,
+            }
+            templated = self.host.chat_style == "template"
+            if templated:
+                chunks = llm.create_chat_completion(
+                    messages=chat_messages(messages), stop=stop or None, **sampling
+                )
+            else:
+                chunks = llm.create_completion(
+                    prompt=plain_prompt(messages), stop=[*(stop or []), *PLAIN_STOPS], **sampling
+                )
             try:
                 for chunk in chunks:
-                    if cancel.is_set():
+                    if j.cancel.is_set():
                         raise Cancelled()
                     choice = chunk["choices"][0]
-                    text = choice.get("delta", {}).get("content")
+                    text = (
+                        choice.get("delta", {}).get("content") if templated else choice.get("text")
+                    )
                     if text:
                         parts.append(text)
                         emit(text)
                     finish = choice.get("finish_reason") or finish
-                    if time.monotonic() > deadline:
+                    if text and "\n" in text and (cut := loop_start("".join(parts))) is not None:
+                        parts, finish = ["".join(parts)[:cut]], "stop"
+                        break
+                    if j.stopped():
                         finish = self._timed_out(parts)
                         break
             finally:
                 chunks.close()
             text = "".join(parts)
-            return Completion(text, _usage(llm, len(parts)), self.model_name, finish)
+            usage = _usage(llm, count_tokens(llm, text))
+            _log_timing("chat", usage, started)
+            return Completion(text, usage, self.model_name, finish)
 
         return await self._run(job)
 
@@ -407,7 +454,6 @@ class LocalBackend(Backend):
         stripped = prefix.rstrip(" \t")
         healed = prefix[len(stripped) :]
         ender = BlockEnd(prefix, suffix, stop or ())
-        timeout = self.config.timeout_s
 
         def visible(raw: str) -> str:
             if raw.startswith(healed):
@@ -415,8 +461,8 @@ class LocalBackend(Backend):
             lead = len(raw) - len(raw.lstrip(" \t"))
             return raw[min(lead, len(healed)) :]
 
-        def job(llm: Any, cancel: threading.Event) -> Completion:
-            deadline = time.monotonic() + timeout
+        def job(llm: Any, j: Job) -> Completion:
+            started = time.monotonic()
             tokens = self._prompt_tokens(llm, stripped, suffix[:SUFFIX_CHARS], limit)
             raw, count, finish = "", 0, None
             chunks = llm.create_completion(
@@ -429,7 +475,7 @@ class LocalBackend(Backend):
             text = ""
             try:
                 for chunk in chunks:
-                    if cancel.is_set():
+                    if j.cancel.is_set():
                         raise Cancelled()
                     choice = chunk["choices"][0]
                     raw += choice.get("text") or ""
@@ -440,12 +486,18 @@ class LocalBackend(Backend):
                     if end is not None:
                         text, finish = text[:end], "stop"
                         break
-                    if time.monotonic() > deadline:
+                    if j.stopped():
                         finish = self._timed_out([text])
                         break
             finally:
                 chunks.close()
-            return Completion(text, _usage(llm, count), self.model_name, finish)
+            if finish == "length" and "\n" in text.strip("\n"):
+                # out of tokens mid-line: ghost text ending in "fibonacci(" is worse than
+                # one line less
+                text = text[: text.rstrip("\n").rfind("\n")]
+            usage = _usage(llm, count)
+            _log_timing("completion", usage, started)
+            return Completion(text, usage, self.model_name, finish)
 
         completion = await self._run(job)
         if on_delta is not None and completion.text:
@@ -473,12 +525,9 @@ class LocalBackend(Backend):
         return [*bos, p, *pre, s, *suf, m]
 
     def _timed_out(self, parts: list[str]) -> str:
+        """At the time limit: what was written so far is the answer, if anything was."""
         if not "".join(parts).strip():
-            raise ModelError(
-                "timeout",
-                f"The local model gave no answer within {self.config.timeout_s:g} s: "
-                "raise ctx.timeoutS or lower ctx.maxTokens / ctx.contextTokens",
-            )
+            raise timeout_error(self.config.timeout_s)
         log.info("local model stopped at the %g s timeout", self.config.timeout_s)
         return "length"
 
@@ -494,8 +543,8 @@ class LocalBackend(Backend):
 
         return emit
 
-    async def _run(self, job: Callable[[Any, threading.Event], Any]) -> Any:
-        """Run `job(llm, cancel)` on the model's thread, after the jobs queued before it.
+    async def _run(self, fn: Callable[[Any, Job], Any]) -> Any:
+        """Run `fn(llm, job)` on the model's thread, after the jobs queued before it.
 
         Cancelling the awaiting task drops the job if it has not started (it never reaches
         the model) or sets its cancel flag, which stops it at the next token."""
@@ -503,17 +552,18 @@ class LocalBackend(Backend):
             raise BackendError(
                 "no_local", f"The local backend needs llama-cpp-python: {EXTRA_HINT}"
             )
-        cancel = threading.Event()
+        job = Job(self.config.timeout_s)
         loop = asyncio.get_running_loop()
         try:
-            future = loop.run_in_executor(self.host.executor, self.host.run_job, job, cancel)
-        except RuntimeError:  # the host was retired (settings changed): use the current one
-            self.host = get_host(self.host.setting, self.host.n_ctx, self.host.n_threads)
-            future = loop.run_in_executor(self.host.executor, self.host.run_job, job, cancel)
+            future = loop.run_in_executor(self.host.executor, self.host.run_job, fn, job)
+        except RuntimeError:  # its host was retired: a newer backend has the model now
+            raise BackendError(
+                "server", "The local model was reloaded for new settings: try again"
+            ) from None
         try:
             return await future
         except asyncio.CancelledError:
-            cancel.set()
+            job.cancel.set()
             raise
         except Cancelled:
             raise asyncio.CancelledError() from None
@@ -529,6 +579,16 @@ class LocalBackend(Backend):
             raise
 
 
+def _log_timing(what: str, usage: Usage, started: float) -> None:
+    log.info(
+        "local %s: %d prompt + %d answer tokens in %.2f s",
+        what,
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        time.monotonic() - started,
+    )
+
+
 def _usage(llm: Any, completion_tokens: int) -> Usage:
     prompt = max(0, int(getattr(llm, "n_tokens", 0)) - completion_tokens)
     return Usage(prompt, completion_tokens)
@@ -541,8 +601,10 @@ __all__ = [
     "backend_identity",
     "chat_messages",
     "local_available",
+    "loop_start",
     "make_backend",
     "parse_completion_prompt",
+    "plain_prompt",
     "select_backend",
     "window_prefix",
 ]

@@ -23,11 +23,12 @@ import hashlib
 import importlib.util
 import json
 import logging
+import math
 import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,28 @@ class ModelError(Exception):
 
 class Cancelled(Exception):
     """A job stopped because its request was cancelled (raised in the worker thread)."""
+
+
+@dataclass
+class Job:
+    """One request's claim on the model: its cancel flag and its time limit."""
+
+    timeout_s: float = 30.0
+    cancel: threading.Event = field(default_factory=threading.Event)
+    #: set when the job starts running: queueing and model loading do not count
+    deadline: float = math.inf
+
+    def stopped(self) -> bool:
+        return self.cancel.is_set() or time.monotonic() > self.deadline
+
+
+def timeout_error(timeout_s: float) -> ModelError:
+    return ModelError(
+        "timeout",
+        f"The local model gave no answer within {timeout_s:g} s: raise ctx.timeoutS, or "
+        "lower ctx.contextTokens (a long prompt is read at ~100-200 tokens/s per core) or "
+        "ctx.maxTokens",
+    )
 
 
 # --- what is installed ----------------------------------------------------------------------
@@ -223,12 +246,12 @@ class ModelHost:
         self.llm: Any = None
         #: (prefix, suffix, middle) token ids when the model was trained for fill-in-the-middle
         self.fim: tuple[int, int, int] | None = None
-        #: how chat prompts are formatted: "template" (the GGUF's), "gemma" or "guessed"
+        #: how chat prompts are formatted: "template" (the GGUF's own) or "plain"
         self.chat_style = "template"
         self._error: ModelError | None = None
         self._listeners: list[ProgressFn] = []
         self._lock = threading.Lock()
-        self._current: threading.Event | None = None  # the running job's cancel flag
+        self._current: Job | None = None  # the running job
         self._abort_cb: Any = None  # kept alive: llama.cpp holds a pointer to it
         #: jobs that reached the model (cancelled-while-queued ones never do)
         self.jobs_run = 0
@@ -332,42 +355,43 @@ class ModelHost:
             llm = llama_cpp.Llama(**kwargs)
         self.fim = _fim_tokens(llama_cpp, llm)
         meta = getattr(llm, "metadata", {}) or {}
-        if meta.get("tokenizer.chat_template"):
-            self.chat_style = "template"  # the GGUF's own (Jinja), applied by llama-cpp-python
-        elif str(meta.get("general.architecture", "")).startswith("gemma"):
-            # base Gemma files carry no template and llama-cpp-python would guess llama-2:
-            # Gemma's turn format, with the system text at the start of the first user turn
-            # (which is what Gemma's official template does)
-            self.chat_style = "gemma"
-            llm.chat_format = "gemma"
-        else:
-            self.chat_style = "guessed"
+        # A GGUF with a chat template is an instruction-tuned model: llama-cpp-python applies
+        # the template. Without one (the bundled Gemma 3 270M is the base model) there is no
+        # turn format the model knows: given Gemma's turn tokens it repeats the prompt back,
+        # so chat tasks become a plain transcript it continues ("... Answer:").
+        self.chat_style = "template" if meta.get("tokenizer.chat_template") else "plain"
 
-        def should_abort(_data: Any) -> bool:
+        def should_abort(_data: Any) -> bool:  # polled by llama.cpp during a decode
             current = self._current
-            return current is not None and current.is_set()
+            return current is not None and current.stopped()
 
         self._abort_cb = llama_cpp.ggml_abort_callback(should_abort)
         llama_cpp.llama_set_abort_callback(llm._ctx.ctx, self._abort_cb, None)
         return llm
 
     # -- jobs ------------------------------------------------------------------------------
-    def run_job(self, fn: Callable[[Any, threading.Event], Any], cancel: threading.Event) -> Any:
-        """Worker thread: load if needed, then fn(llm, cancel) unless already cancelled."""
-        if cancel.is_set():
+    def run_job(self, fn: Callable[[Any, Job], Any], job: Job) -> Any:
+        """Worker thread: load if needed, then fn(llm, job) unless already cancelled.
+
+        A decode stopped through the abort callback (cancel or time limit) raises
+        Cancelled or ModelError("timeout")."""
+        if job.cancel.is_set():
             raise Cancelled()
         llm = self.ensure_loaded()
-        if cancel.is_set():
+        if job.cancel.is_set():
             raise Cancelled()
-        self._current = cancel
+        job.deadline = time.monotonic() + job.timeout_s
+        self._current = job
         self.jobs_run += 1
         try:
-            return fn(llm, cancel)
+            return fn(llm, job)
         except RuntimeError as exc:
-            if cancel.is_set():  # llama_decode aborted through our callback
-                self._recover(llm)
+            if not job.stopped():
+                raise
+            self._recover(llm)  # llama_decode was aborted through our callback
+            if job.cancel.is_set():
                 raise Cancelled() from exc
-            raise
+            raise timeout_error(job.timeout_s) from exc
         finally:
             self._current = None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from .redact import redact
 from .relevance import OpenDoc
 from .workspace import Folder
 
@@ -25,5 +26,5 @@ def read_pinned(folder: Folder) -> list[OpenDoc]:
         except OSError as exc:
             log.info("pinned file %s unreadable: %s", rel, exc)
             continue
-        docs.append(OpenDoc(path.as_uri(), rel, "", text, mtime))
+        docs.append(OpenDoc(path.as_uri(), rel, "", redact(text), mtime))
     return docs

@@ -13,10 +13,18 @@ from collections.abc import Iterable
 
 # (kind, pattern); a pattern with a group masks only that group, keeping the rest readable.
 _PATTERNS: list[tuple[str, str]] = [
+    # a whole block, or a block cut before its END line (masked to the end of the text)
     (
         "private-key",
-        r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----[\s\S]*?-----END [A-Z0-9 ]*"
-        r"PRIVATE KEY( BLOCK)?-----",
+        r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----"
+        r"(?:[\s\S]*?-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----|[\s\S]*)",
+    ),
+    # the end of a block cut before its BEGIN line: the base64 lines above an END line
+    (
+        "private-key",
+        r"(?m)^[ \t]*[A-Za-z0-9+/=]{1,100}[ \t]*(?:\r?\n|\\n)"
+        r"(?:[ \t]*[A-Za-z0-9+/=]{1,100}[ \t]*(?:\r?\n|\\n)){0,200}"
+        r"[ \t]*-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----",
     ),
     ("anthropic-key", r"\bsk-ant-[A-Za-z0-9_\-]{20,}"),
     ("openai-key", r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}"),
@@ -32,16 +40,34 @@ _PATTERNS: list[tuple[str, str]] = [
     ("npm-token", r"\bnpm_[A-Za-z0-9]{36}\b"),
     ("pypi-token", r"\bpypi-[A-Za-z0-9_\-]{50,}"),
     ("huggingface-token", r"\bhf_[A-Za-z0-9]{30,}\b"),
-    # user:password@host in URLs: mask the password only
-    ("url-password", r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@'\"]+:([^\s@/'\"]{1,})@"),
-    # aws_secret_access_key = ..., password: "...", API_KEY="..." (quoted or bare)
-    ("aws-secret", r"(?i)aws_?secret_?(?:access_?)?key\s*[:=]\s*[\"']?([A-Za-z0-9/+=]{40})"),
+    (
+        "url-password",
+        # the user may be empty (redis://:pw@host); `<>` keeps an earlier mask out of it
+        r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@'\"<>]*:([^\s@/'\"]{1,})@",
+    ),
+    ("aws-secret", "(?i)aws_?secret_?(?:access_?)?key\\s*[:=]\\s*[\\\"']?([A-Za-z0-9/+=]{40})"),
     (
         "assignment",
-        r"(?i)\b[\w.\-]*(?:password|passwd|pwd|secret|token|api[_\-]?key|apikey|access[_\-]?key"
-        r"|private[_\-]?key|client[_\-]?secret|auth)[\w\-]*[\"']?\s*(?::=|=>|[:=])\s*"
-        # a bare value must hold a digit and not be a call, so `token = get_token()` stays
-        r"(?:\"([^\"\n]{4,})\"|'([^'\n]{4,})'|(?=[^\s\"',;()]*\d)([^\s\"',;()\[\]{}]{8,})(?![(\w]))",
+        # bounded name parts ({0,40}) keep this linear on long words and base64url blobs
+        r"(?i)\b[\w.\-]{0,40}"
+        r"(?:password|passwd|pwd|secret|token|api[_\-]?key|apikey|access[_\-]?key"
+        r"|private[_\-]?key|client[_\-]?secret|auth)"
+        # not the start of a longer word: author, tokenizer, secretary, AUTHORITY
+        r"(?-i:(?![a-z]))(?!(?-i:[A-Z]{2}))"
+        # not a name for configuration: TOKEN_URL, token_type, secret_name, AUTH_USER_MODEL…
+        r"(?![\w\-]{0,40}?[_\-]?(?:url|uri|endpoint|type|name|header|template|path|file|dir|model"
+        r"|mode|len|length|count|size|limit|ids?|field|prefix|suffix|class|format|version"
+        r"|validators?)(?![A-Za-z0-9]))"
+        r"[\w\-]{0,40}\\?[\"']?"
+        # an optional type annotation: `secret_key: str = "…"`
+        r"(?:\s*:\s*[A-Za-z_][\w\[\]|., ]{0,40}?(?=\s*=[^=]))?"
+        r"\s*(?::=|=>|[:=])\s*"
+        # quoted, also JSON-escaped (\"…\") as in logs; not a ${VAR} or {{ template }} reference
+        r"(?:\\?\"(?!\$\{|\{\{)([^\"\n\\]{4,})\\?\"|\\?'(?!\$\{|\{\{)([^'\n\\]{4,})\\?'"
+        # bare: holds a digit and a letter; not a call, a number or a dotted name (self.x_v2)
+        r"|(?=[^\s\"',;()]*\d)(?=[^\s\"',;()]*[A-Za-z])"
+        r"(?![A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)+(?![\w.\-/+=:]))"
+        r"([^\s\"',;()\[\]{}\\]{8,})(?![(\w]))",
     ),
 ]
 _COMPILED = [(kind, re.compile(p)) for kind, p in _PATTERNS]
@@ -66,17 +92,32 @@ def _mask_match(kind: str, m: re.Match[str]) -> str:
     return "".join(out)
 
 
+#: Values masked wherever they appear, whatever their shape (the API key in use).
+_KNOWN: set[str] = set()
+#: Texts up to this size are memoized (documents and prompt parts recur request after request).
+MEMO_MAX_CHARS = 1_000_000
+
+
+def register_secret(value: str | None) -> None:
+    """Mask `value` everywhere from now on (prompts, `.ctx/`, logs)."""
+    if value and len(value) >= 6 and value not in _KNOWN:
+        _KNOWN.add(value)
+        _redact.cache_clear()
+
+
 def redact(text: str, extra_values: Iterable[str] = ()) -> str:
-    """Text with every known secret masked; `extra_values` (e.g. the API key in use)
-    are masked wherever they appear."""
+    """Text with every known secret masked; `extra_values` and registered values (the API
+    key in use) are masked wherever they appear."""
     if not text:
         return text
-    return _redact(text, tuple(extra_values))
+    extra = tuple(extra_values) + tuple(_KNOWN)
+    if len(text) > MEMO_MAX_CHARS:
+        return _redact.__wrapped__(text, extra)
+    return _redact(text, extra)
 
 
 @functools.lru_cache(maxsize=512)
 def _redact(text: str, extra_values: tuple[str, ...]) -> str:
-    # memoized: the same system message (summary, related code) recurs request after request
     for value in extra_values:
         if value and len(value) >= 6:
             text = text.replace(value, "<redacted:api-key>")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from .config_files import read_config, user_config_path, workspace_config_path
 from .context import prompt_summary, snapshot
 from .pins import read_pinned
 from .plugins import ContextRequest, PluginManager
+from .redact import redact, register_secret
 from .relevance import OpenDoc
 from .settings import Layer, Settings, resolve
 from .tasks import View
@@ -112,6 +114,8 @@ class Runtime:
         layers += client_layers
         resolved = resolve(layers)
         self.settings, self.origins = resolved.settings, resolved.origins
+        # the key in use is masked wherever it might appear, logs included, whatever its shape
+        register_secret(self.env.get(self.settings.api_key_env))
         self.templates = templates
         for folder in self.folders.values():
             folder.refresh_scope(self.settings)
@@ -157,6 +161,9 @@ class Runtime:
             log.info("backend: %s (%s)", kind, reason)
             self._backend = make_backend(kind, config, self.settings, self.env)
             self._backend_identity = identity
+            preload = getattr(self._backend, "preload", None)
+            if preload is not None:
+                preload()  # the local model starts loading now, on its own thread
         return self._backend
 
     def assistant(self, folder: Folder) -> Assistant:
@@ -176,7 +183,13 @@ class Runtime:
         the plugins' context after it.
 
         `documents` are (rel, Document, unsaved) triples for the summary."""
-        docs = [d for d in open_docs if folder.excluder.reason(d.path) is None]
+        # masked before ranking: heads and snippets are cut from these texts, and a cut
+        # secret would no longer match its pattern (memoized per text)
+        docs = [
+            replace(d, text=redact(d.text))
+            for d in open_docs
+            if folder.excluder.reason(d.path) is None
+        ]
         paths = {d.path for d in docs}
         docs += [d for d in read_pinned(folder) if d.path not in paths]
         snap = snapshot(folder, documents, self.settings, self.env)

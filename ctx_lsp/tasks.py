@@ -3,12 +3,13 @@ history summary and chat. Shared by the server's commands and the CLI."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .assistant import Answer, Assistant, Request
 from .commit import clean_message, convention_hint, detect_convention, pack_diff
-from .git import GitError
+from .git import Diff, GitError
 from .regions import Region
 from .relevance import OpenDoc
 from .suggestions import strip_fences
@@ -145,6 +146,7 @@ async def commit_message(
         raise TaskError(str(exc)) from exc
     if diff.empty:
         raise TaskError("nothing to commit: no staged or unstaged changes")
+    diff = without_excluded(diff, a.folder.excluder.reason)
     convention = detect_convention(commits)
     packed = pack_diff(diff, int(a.settings.context_tokens * DIFF_SHARE))
     req = Request(
@@ -167,6 +169,22 @@ async def commit_message(
         return clean_message(answer.text, convention), diff.staged
     except ValueError as exc:
         raise TaskError(f"the model gave no usable commit message ({exc})") from exc
+
+
+_SECTION = re.compile(r"(?m)^diff --git a/(.*?) b/(.*)$")
+
+
+def without_excluded(diff: Diff, reason: Callable[[str], str | None]) -> Diff:
+    """The diff with the changes of excluded files (.env, keys…) replaced by a note: the
+    file list still names them, their content never reaches a prompt."""
+    parts = _SECTION.split(diff.text)
+    out = [parts[0]]
+    for i in range(1, len(parts), 3):
+        old, new, body = parts[i], parts[i + 1], parts[i + 2]
+        why = reason(new) or reason(old)
+        out.append(f"diff --git a/{old} b/{new}")
+        out.append(f"\n(changes not shown: {why})\n" if why else body)
+    return replace(diff, text="".join(out))
 
 
 async def summarize(a: Assistant, view: View, keep_recent: int = 4) -> str:
@@ -205,7 +223,12 @@ async def maybe_summarize(a: Assistant) -> bool:
 
 
 async def chat(
-    a: Assistant, view: View, question: str, doc: OpenDoc | None = None, on_delta: Delta = None
+    a: Assistant,
+    view: View,
+    question: str,
+    doc: OpenDoc | None = None,
+    on_delta: Delta = None,
+    selection: str = "",
 ) -> Answer:
     req = Request(
         kind="chat",
@@ -213,7 +236,7 @@ async def chat(
         values={
             "question": question,
             "language": (doc.language_id if doc else "") or "text",
-            "selection": "",
+            "selection": selection,
         },
         summary=question,
         file=doc.path if doc else None,

@@ -14,11 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import tasks
-from ..assistant import Answer, Request
-from ..documents import Document
+from ..assistant import Answer
+from ..completion import completion_request
 from ..regions import Region, line_span
-from ..relevance import OpenDoc
-from ..settings import Settings
 from ..tokens import count_tokens
 from .common import FAILED, USAGE, CliError, Spinner, Streamer, Workspace, emit_json, note
 
@@ -60,7 +58,12 @@ async def chat(ws: Workspace, args: argparse.Namespace) -> int:
     current = ws.open_doc(*named[0]) if named else None
     a = ws.rt.assistant(ws.folder)
     answer = await _ask(
-        ws, "thinking", args.json, lambda d: tasks.chat(a, view, question.strip(), current, d)
+        ws,
+        "thinking",
+        args.json,
+        lambda d: tasks.chat(
+            a, view, question.strip(), current, d, selection=current.text if current else ""
+        ),
     )
     if args.json:
         emit_json(
@@ -216,28 +219,6 @@ def _edit(message: str, cwd: Path) -> str:
 
 
 # -- prompt (dry run) ------------------------------------------------------------------------
-
-
-def completion_request(
-    settings: Settings, uri: str, doc: Document, rel: str, offset: int
-) -> Request:
-    """The request behind a suggestion at `offset`, built as the server builds it
-    (`server.ai_handlers.completion_request`)."""
-    line, char = doc.position_at(offset)
-    budget_chars = settings.context_tokens * 4
-    prefix, suffix = doc.window(line, char, budget_chars, budget_chars // 3)
-    current_line = prefix[prefix.rfind("\n") + 1 :].strip()
-    return Request(
-        kind="completion",
-        template="completion",
-        values={"language": doc.language_id or "text", "code": ""},
-        summary=f"Complete {rel}:{line + 1} after: {current_line[-120:]}",
-        file=rel,
-        current=OpenDoc(uri, rel, doc.language_id, doc.text, doc.modified),
-        cursor=offset,
-        window=(prefix, suffix),
-        allow_empty=True,
-    )
 
 
 _POSITION = re.compile(r"^(?P<file>.+?):(?P<line>\d+)(?::(?P<col>\d+))?$")

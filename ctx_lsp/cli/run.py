@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
@@ -47,16 +49,15 @@ async def _run(args: argparse.Namespace, env: Mapping[str, str], cwd: Path) -> i
             for problem in ws.config_problems:
                 warn(problem)
         code = await _handler(args.handler)(ws, args)
-        return OK if code is None else int(code)
     finally:
         for problem in ws.state_problems():
             warn(problem)
         await ws.aclose()
-        # A file moved aside is state lost: the exit code says so even though the command
-        # ran (run() applies it only when nothing else failed). Damaged lines that are
-        # skipped but stay in place are warnings only, or every later command would fail.
-        if moved_aside(root) - before:
-            args._state_damaged = True
+        # A file moved aside is state lost: the exit code says so although the command ran.
+        # Damaged lines that are skipped but stay in place are warnings only, or every later
+        # command would fail too.
+        damaged = bool(moved_aside(root) - before)
+    return STATE if code == OK and damaged else code
 
 
 def run(
@@ -78,12 +79,12 @@ def run(
         return _fail(err, str(exc), FAILED)
     except KeyboardInterrupt:
         return _fail(err, "interrupted", INTERRUPTED)
-    except BrokenPipeError:  # `ctx-lsp history show | head`
+    except BrokenPipeError:  # `ctx-lsp history show | head`: the reader has had enough
+        with contextlib.suppress(OSError):  # no second error when Python flushes at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
         return OK
     except OSError as exc:  # a .ctx/ that cannot be written, a full disk...
         return _fail(err, f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), STATE)
-    if code == OK and getattr(args, "_state_damaged", False):
-        return STATE
     return code
 
 

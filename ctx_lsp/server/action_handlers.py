@@ -10,6 +10,7 @@ from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInva
 
 from .. import commands, tasks
 from ..backend import BackendError
+from ..completion import completion_request
 from . import CtxServer, plugin_handlers
 from .edits import fix_edit, offsets, region_for, save_answer, show, target, tests_edit, view
 from .progress import Progress
@@ -214,13 +215,11 @@ def register(server: CtxServer) -> None:
     @server.command(commands.SHOW_PROMPT)
     def show_prompt(ls: CtxServer, *args: Any) -> dict[str, Any]:
         """Dry run: exactly what a completion at {uri, position} would send, masked."""
-        from .ai_handlers import completion_request
-
         obj = commands.one_object(list(args))
         t = target(ls, obj.get("uri"))
         position = _structure(ls, obj.get("position"), types.Position, "position")
         start, _ = offsets(t.doc, types.Range(start=position, end=position))
-        req = completion_request(ls, t.uri, t.doc, t.folder, t.rel, start)
+        req = completion_request(ls.settings, t.uri, t.doc, t.rel, start)
         built = ls.assistant(t.folder).build(req, *_view_parts(ls, t.folder))
         text = "\n\n".join(f"--- {m.role} ---\n{m.content}" for m in built.messages)
         return {

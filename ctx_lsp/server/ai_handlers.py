@@ -7,13 +7,10 @@ import logging
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
-from ..assistant import Request
 from ..backend import BackendError
+from ..completion import completion_request
 from ..documents import Document, DocumentError
-from ..relevance import OpenDoc
-from ..settings import Settings
 from ..suggestions import clean_completion, word_before
-from ..tokens import truncate_to_tokens
 from ..workspace import Folder
 from . import CtxServer
 
@@ -68,7 +65,7 @@ async def suggest(ls: CtxServer, uri: str, position: types.Position, channel: st
         return hit
 
     async def work() -> str:
-        req = completion_request(ls, uri, doc, folder, rel, offset)
+        req = completion_request(ls.settings, uri, doc, rel, offset)
         view = ls.view(folder)
         answer = await ls.assistant(folder).run(req, view.docs, view.summary)
         assert req.window is not None
@@ -87,42 +84,6 @@ async def suggest(ls: CtxServer, uri: str, position: types.Position, channel: st
         while len(ls.suggestions) > MEMO_SIZE:
             ls.suggestions.popitem(last=False)
     return text
-
-
-#: Share of the prompt budget for the cursor window: the rest is for related code from
-#: other files, the conversation and the project summary (all trimmed to fit).
-WINDOW_SHARE = 0.55
-#: Of the window, the share before the cursor.
-PREFIX_SHARE = 0.75
-
-
-def cursor_window(doc: Document, line: int, char: int, settings: Settings) -> tuple[str, str]:
-    """Prefix and suffix sized in tokens up front, so the builder seldom has to trim the
-    window (a trimmed window leaves no room for related code)."""
-    tokens = int((settings.context_tokens - settings.max_tokens) * WINDOW_SHARE)
-    before, after = int(tokens * PREFIX_SHARE), tokens - int(tokens * PREFIX_SHARE)
-    prefix, suffix = doc.window(line, char, before * 4, after * 4)  # ≤ 4 chars a token
-    return truncate_to_tokens(prefix, before, keep="end"), truncate_to_tokens(suffix, after)
-
-
-def completion_request(
-    ls: CtxServer, uri: str, doc: Document, folder: Folder, rel: str, offset: int
-) -> Request:
-    """The request behind a suggestion at `offset` (also used by the prompt dry run)."""
-    line, char = doc.position_at(offset)
-    prefix, suffix = cursor_window(doc, line, char, ls.settings)
-    current_line = prefix[prefix.rfind("\n") + 1 :].strip()
-    return Request(
-        kind="completion",
-        template="completion",
-        values={"language": doc.language_id or "text", "code": ""},
-        summary=f"Complete {rel}:{line + 1} after: {current_line[-120:]}",
-        file=rel,
-        current=OpenDoc(uri, rel, doc.language_id, doc.text, doc.modified),
-        cursor=offset,
-        window=(prefix, suffix),
-        allow_empty=True,
-    )
 
 
 def _snippet_escape(text: str) -> str:

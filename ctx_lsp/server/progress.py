@@ -10,12 +10,18 @@ from typing import Any
 
 from lsprotocol import types
 
+from ..redact import redact
 from . import CtxServer
 
 #: Reports are throttled: a streamed answer would otherwise send one per token.
 REPORT_INTERVAL_S = 0.1
 #: The tail of a streamed answer shown in the progress message.
 TAIL_CHARS = 120
+
+
+def _tail(text: str) -> str:
+    """The end of a streamed answer, masked before it is cut (a cut secret would not match)."""
+    return " ".join(redact(text)[-TAIL_CHARS:].split())
 
 
 class Progress:
@@ -63,8 +69,7 @@ class Progress:
         now = time.monotonic()
         if now - self._last >= REPORT_INTERVAL_S:
             self._last = now
-            tail = " ".join(self.text[-TAIL_CHARS:].split())
-            self.report(tail)
+            self.report(_tail(self.text))
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if not self._active:
@@ -72,7 +77,7 @@ class Progress:
         if exc_type is None:
             message = "done"
             if self.text:  # the whole streamed answer's tail, whatever the throttle skipped
-                self.report(" ".join(self.text[-TAIL_CHARS:].split()))
+                self.report(_tail(self.text))
         elif issubclass(exc_type, asyncio.CancelledError):
             message = "cancelled"
         else:
