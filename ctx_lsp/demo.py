@@ -104,10 +104,11 @@ async def _run(root: Path, settings: dict[str, Any]) -> int:
         _say("ctx.showContext", ctx["text"])
         if messages:
             _say("messages shown to the user", "\n".join(messages))
-        await client.shutdown_async(None)
-        client.exit(None)
         return 0
     finally:
+        # the server exits only when told to; stop() alone would wait for it
+        await client.shutdown_async(None)
+        client.exit(None)
         await client.stop()
 
 

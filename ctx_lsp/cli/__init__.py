@@ -38,7 +38,7 @@ exit codes:
 """
 
 COMMANDS = ("serve", "chat", "commit", "explain", "prompt", "session", "history")
-COMMANDS += ("templates", "tree", "doctor")
+COMMANDS += ("templates", "tree", "doctor", "demo")
 
 Handler = Callable[[Any, argparse.Namespace], Any]
 
@@ -83,6 +83,10 @@ def build_parser(
     serve = _add(sub, "serve", "serve", "start the language server (the default)")
     if serve_options is not None:
         serve_options(serve)
+
+    p = _add(sub, "demo", "demo", "play a few LSP exchanges against the configured backend")
+    p.add_argument("--model", help="model name (default: the configured one)")
+    p.add_argument("--keep", action="store_true", help="keep the scratch repository")
 
     p = _add(sub, "chat", "ai:chat", "ask a question with the workspace context and history")
     p.add_argument("question", nargs="?", help="the question (default: read from stdin)")
@@ -251,6 +255,12 @@ def main(
         if serve is None:
             parser.error("the server cannot be started from here")
         return serve(args)
+    if args.command == "demo":
+        from ..demo import main as demo
+
+        return demo(
+            [*(["--model", args.model] if args.model else []), *(["--keep"] if args.keep else [])]
+        )
     if setup_logging is not None:
         setup_logging(getattr(args, "verbose", 0) or 0, None)
     from .run import run
