@@ -185,7 +185,9 @@ class Assistant:
             "temperature": self.settings.temperature,
             "stop": req.stop,
         }
-        key = cache_key(self.settings.model, params, built.messages)
+        # the backend (endpoint and model) is part of the key: switching never serves
+        # another model's answers
+        key = cache_key(self.backend.describe(), params, built.messages)
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             log.info("%s answered from the cache", req.kind)
             if on_delta is not None:
@@ -193,13 +195,20 @@ class Assistant:
             if req.record and req.kind != "completion":
                 self.record(req, hit, Usage(), self.settings.model)
             return Answer(hit, True, Usage(), built)
-        completion = await self.backend.chat(
-            built.messages,
-            max_tokens=params["max_tokens"],
-            stop=req.stop,
-            stream=req.stream,
-            on_delta=on_delta,
-        )
+        if req.window is not None and getattr(self.backend, "supports_raw_completion", False):
+            # a small local model continues code far better than it follows a chat prompt
+            prefix, suffix = (redact(w, self._secrets) for w in req.window)
+            completion = await self.backend.complete_raw(
+                prefix, suffix, max_tokens=params["max_tokens"], stop=req.stop
+            )
+        else:
+            completion = await self.backend.chat(
+                built.messages,
+                max_tokens=params["max_tokens"],
+                stop=req.stop,
+                stream=req.stream,
+                on_delta=on_delta,
+            )
         text = completion.text if req.allow_empty else require_text(completion)
         text = redact(text, self._secrets)
         if self.cache is not None and text.strip():

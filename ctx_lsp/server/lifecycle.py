@@ -10,6 +10,7 @@ from lsprotocol import types
 
 from ..documents import Encoding
 from . import CtxServer, uri_path
+from .progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ def register(server: CtxServer) -> None:
         # the first suggestion should not pay for importing openai and loading the tokenizer
         ls.run_task(asyncio.to_thread(warm_up), "warm up")
         await pull_configuration(ls)
+        ls.run_task(load_local_model(ls), "load the local model")
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(
@@ -70,6 +72,21 @@ def warm_up() -> None:
     from ..tokens import count_tokens
 
     count_tokens("warm up")
+
+
+async def load_local_model(ls: CtxServer) -> None:
+    """The embedded model loads once, off the event loop, with progress in the editor."""
+    from ..backend import BackendError
+    from ..local_backend import LocalBackend
+
+    backend = ls.rt.backend
+    if not isinstance(backend, LocalBackend):
+        return
+    async with Progress(ls, "ctx-lsp: loading the local model") as progress:
+        try:
+            await backend.ensure_loaded(lambda message, _fraction: progress.report(message))
+        except BackendError as exc:
+            ls.backend_failed(exc)
 
 
 async def pull_configuration(ls: CtxServer) -> None:

@@ -1,0 +1,367 @@
+"""The embedded local backend: backend selection, completion prompts and block ends (no
+model), then the real Gemma 3 270M model through llama.cpp, in-process and through the
+protocol (no stub).
+
+The real-model tests need the `local` extra (scripts/install-local.sh). Without it they are
+skipped, unless CTX_LSP_REQUIRE_LOCAL=1 (CI sets it), when their absence is a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import pytest
+from lsprotocol import types
+
+from ctx_lsp.backend import BackendConfig, BackendError
+from ctx_lsp.local_backend import (
+    BlockEnd,
+    LocalBackend,
+    UnconfiguredBackend,
+    chat_messages,
+    loop_start,
+    make_backend,
+    parse_completion_prompt,
+    plain_prompt,
+    select_backend,
+    window_prefix,
+)
+from ctx_lsp.local_model import extra_installed
+from ctx_lsp.messages import ChatMessage
+from ctx_lsp.settings import Settings
+from ctx_lsp.templates import TemplateLibrary
+from tests.conftest import command, open_doc
+
+FIB_PREFIX = 'def fibonacci(n):\n    """Return the n-th Fibonacci number, recursively."""\n'
+MEAN_PREFIX = 'def mean(values):\n    """The arithmetic mean of a list of numbers."""\n'
+
+#: Upper bounds on 2 cores (measured: completion ~1-3 s, load ~0.5 s; generous for CI).
+COMPLETION_BOUND_S = 20.0
+FIRST_COMPLETION_BOUND_S = 60.0  # a server start, model assembly and load included
+COMMAND_BOUND_S = 60.0
+
+
+# --- selection (no model) --------------------------------------------------------------------
+
+
+def _settings(**kw) -> Settings:
+    return Settings(**kw)
+
+
+@pytest.fixture
+def local_present(monkeypatch: pytest.MonkeyPatch):
+    """Pretend the extra and the model package are installed (or not)."""
+
+    def set_(extra: bool, model: bool = True) -> None:
+        monkeypatch.setattr("ctx_lsp.local_backend.extra_installed", lambda: extra)
+        monkeypatch.setattr("ctx_lsp.local_backend.default_model_installed", lambda: model)
+
+    return set_
+
+
+def test_explicit_setting_wins(local_present):
+    local_present(True)
+    env = {"OPENAI_API_KEY": "sk-x"}
+    assert select_backend(_settings(backend="local"), env)[0] == "local"
+    assert select_backend(_settings(backend="openai"), {})[0] == "openai"
+    _, reason = select_backend(_settings(backend="openai"), {})
+    assert "ctx.backend" in reason and "'openai'" in reason
+
+
+def test_key_or_base_url_selects_openai(local_present):
+    local_present(True)
+    kind, reason = select_backend(_settings(), {"OPENAI_API_KEY": "sk-secret-value"})
+    assert kind == "openai" and "OPENAI_API_KEY is set" in reason
+    assert "sk-secret-value" not in reason
+    kind, reason = select_backend(_settings(api_key_env="MY_KEY"), {"MY_KEY": "k"})
+    assert kind == "openai" and "MY_KEY" in reason
+    kind, reason = select_backend(_settings(base_url="http://localhost:11434/v1"), {})
+    assert kind == "openai" and "ctx.baseUrl" in reason and "11434" in reason
+    kind, reason = select_backend(_settings(), {"OPENAI_BASE_URL": "http://127.0.0.1:8080/v1"})
+    assert kind == "openai" and "OPENAI_BASE_URL" in reason
+
+
+def test_local_when_installed_else_a_clear_message(local_present):
+    local_present(True)
+    kind, reason = select_backend(_settings(), {})
+    assert kind == "local" and "gemma-3-270m" in reason and "no API key" in reason
+    kind, reason = select_backend(_settings(local_model="/models/qwen-coder.gguf"), {})
+    assert kind == "local" and "qwen-coder.gguf" in reason
+
+    local_present(False)
+    kind, reason = select_backend(_settings(), {})
+    assert kind == "none"
+    for needle in ("OPENAI_API_KEY", "ctx.baseUrl", "pip install 'ctx-lsp[local]'"):
+        assert needle in reason
+    local_present(True, model=False)
+    kind, reason = select_backend(_settings(), {})
+    assert kind == "none" and "ctx.localModel" in reason
+
+    local_present(False)
+    kind, reason = select_backend(_settings(backend="local"), {})
+    assert kind == "local" and "not installed" in reason  # explicit still wins, and says why
+
+
+async def test_unconfigured_backend_fails_with_the_message(local_present):
+    local_present(False)
+    settings = _settings()
+    kind, _ = select_backend(settings, {})
+    backend = make_backend(kind, BackendConfig(), settings, {})
+    assert isinstance(backend, UnconfiguredBackend)
+    with pytest.raises(BackendError) as info:
+        await backend.chat([ChatMessage("user", "hi")])
+    assert info.value.kind == "no_key" and "OPENAI_API_KEY" in info.value.message
+
+
+# --- completion prompts and block ends (no model) ---------------------------------------------
+
+
+def test_completion_prompt_is_parsed_from_the_builtin_template():
+    prefix, suffix = "def f(x):\n    return ", "\n\nprint(f(2))\n"
+    rendered = TemplateLibrary.builtin().render(
+        "completion",
+        {"prefix": prefix, "suffix": suffix, "language": "python", "file": "a.py", "branch": ""},
+    )
+    messages = [
+        ChatMessage("system", rendered.system),
+        ChatMessage("user", rendered.user, kind="completion"),
+    ]
+    assert parse_completion_prompt(messages) == (prefix, suffix)
+    # the same text in a chat task is not a completion
+    assert parse_completion_prompt([ChatMessage("user", rendered.user, kind="explain")]) is None
+
+
+def test_block_end_stops_at_the_end_of_the_block():
+    end = BlockEnd("def f(n):\n", "")
+    body = "    if n < 2:\n        return n\n    return f(n - 1)\n"
+    assert end.cut(body + "\nprint(f(3))") == len(body) - 1  # blank line
+    assert end.cut(body + "print(f(3))") == len(body) - 1  # back to the def's level
+    assert end.cut("    if n < 2:\n        return") is None  # still inside
+
+    mid_line = BlockEnd("def f(a, b):\n    return a", "\n\nx = 1\n")
+    assert mid_line.cut(" + b\ndef g():") == len(" + b")  # dedent below the cursor's line
+    assert mid_line.cut(" + b\n    ") is None  # indentation not known yet
+
+    follows = BlockEnd("    total = 0\n", "\n    return total\n")
+    text = "    for v in values:\n        total += v\n    return total\n"
+    assert follows.cut(text) == text.index("\n    return total")  # what already follows
+
+    fresh_line = BlockEnd(FIB_PREFIX, "")  # below the docstring: the body's block
+    body = "    return n if n < 2 else fibonacci(n - 1) + fibonacci(n - 2)\n"
+    assert fresh_line.cut(body + "print(fibonacci(10))") == len(body) - 1
+
+    braces = BlockEnd("function f(a) {\n", "")
+    assert braces.cut("  return a;\n}\nf(1);") == len("  return a;\n}")  # the closer stays
+    assert BlockEnd("x = ", "", stop=[";"]).cut("1; y = 2") == 1
+
+
+def test_prefix_window_start_is_stable_while_typing():
+    lines = [f"line_{i} = {i}" for i in range(2000)]
+    text = "\n".join(lines) + "\n"
+    short = window_prefix(text, 4000, 1024)
+    assert len(short) <= 4000 and short.startswith("line_")  # starts on a line boundary
+    typed = window_prefix(text + "abc", 4000, 1024)
+    assert typed.startswith(short[:200])  # same start: llama.cpp reuses the cached prefix
+    assert window_prefix("tiny") == "tiny"
+
+
+def test_a_small_models_loop_is_cut_after_its_first_round():
+    text = "fix: add fib\n\ncommit -p fib\ncommit -p fib\ncommit -p fib\n"
+    assert text[: loop_start(text)] == "fix: add fib\n\ncommit -p fib"
+    assert loop_start("a\nb\nc\n") is None
+    assert loop_start("x\n\n\n\n") is None  # blank lines are not a loop
+    assert loop_start("a\na\na") is None  # the last line is not complete yet
+
+
+def test_chat_messages_alternate_for_strict_templates():
+    msgs = [
+        ChatMessage("system", "You explain code."),
+        ChatMessage("system", "Summary: earlier talk."),
+        ChatMessage("assistant", "Earlier answer."),
+        ChatMessage("user", "Related code"),
+        ChatMessage("user", "Explain this."),
+    ]
+    out = chat_messages(msgs)
+    assert [m["role"] for m in out] == ["system", "user", "assistant", "user"]
+    assert "Summary" in out[0]["content"] and out[-1]["content"].endswith("Explain this.")
+    plain = plain_prompt(msgs)  # for base models, which have no chat template
+    assert plain.startswith("You explain code.\n\nSummary: earlier talk.\n\n")
+    assert "Assistant: Earlier answer." in plain and "User: Related code" not in plain
+    assert plain.endswith("Related code\n\nExplain this.\n\nAnswer:\n")
+
+
+# --- the real model ---------------------------------------------------------------------------
+
+needs_model = pytest.mark.skipif(
+    not extra_installed() and os.environ.get("CTX_LSP_REQUIRE_LOCAL") != "1",
+    reason="the 'local' extra is not installed (scripts/install-local.sh)",
+)
+
+
+@pytest.fixture(scope="session")
+def model_path() -> str:
+    """The default model, assembled once into the real user cache (before `home` isolates
+    the environment), so most tests skip the 240 MB join."""
+    from ctx_lsp.local_model import resolve_model_path
+
+    return str(resolve_model_path(""))
+
+
+@pytest.fixture(scope="session")
+def backend(model_path: str) -> LocalBackend:
+    return LocalBackend(BackendConfig(temperature=0.0, timeout_s=60), model_setting=model_path)
+
+
+@needs_model
+async def test_real_completion_continues_code(backend: LocalBackend):
+    await backend.ensure_loaded()
+    t0 = time.perf_counter()
+    out = await backend.complete_raw(MEAN_PREFIX, "\n\nprint(mean([1, 2]))\n", max_tokens=40)
+    took = time.perf_counter() - t0
+    assert took < COMPLETION_BOUND_S
+    # real code for the body (the model writes `return sum(values) / len(values)`)
+    assert out.text.startswith("    ") and "return" in out.text, out.text
+    assert any(word in out.text for word in ("sum(", "len(", "for ")), out.text
+    # it stopped at the end of the function: neither the next function it would invent
+    # nor the code that already follows
+    assert "def " not in out.text and "print(" not in out.text, out.text
+    assert out.finish_reason == "stop" and 0 < out.usage.completion_tokens < 40
+    assert out.model == "gemma-3-270m-q4_k_m.gguf"
+
+
+@needs_model
+async def test_real_chat_uses_the_chat_template_and_streams(backend: LocalBackend):
+    deltas: list[str] = []
+    out = await backend.chat(
+        [
+            ChatMessage("system", "You are a helpful assistant."),
+            ChatMessage("user", "Say hello in one short sentence."),
+        ],
+        max_tokens=24,
+        stream=True,
+        on_delta=deltas.append,
+    )
+    assert out.text.strip() and "".join(deltas) == out.text
+    assert "<start_of_turn>" not in out.text and "<end_of_turn>" not in out.text
+
+
+@needs_model
+async def test_cancel_stops_generation_and_queued_requests_never_run(backend: LocalBackend):
+    await backend.ensure_loaded()
+    host = backend.host
+    first_delta = asyncio.Event()
+    long = asyncio.ensure_future(
+        backend.chat(
+            [ChatMessage("user", "Write a long story about a robot, in many paragraphs.")],
+            max_tokens=400,
+            stream=True,
+            on_delta=lambda _t: first_delta.set(),
+        )
+    )
+    await asyncio.wait_for(first_delta.wait(), 30)
+    before = host.jobs_run
+    queued = asyncio.ensure_future(backend.complete_raw(FIB_PREFIX, "", max_tokens=40))
+    await asyncio.sleep(0.05)
+    queued.cancel()  # a stale request: dropped before it reaches the model
+    long.cancel()
+    for task in (long, queued):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    t0 = time.perf_counter()
+    out = await backend.complete_raw("x = 1\ny = ", "", max_tokens=8)
+    # the long answer stopped within a token or two instead of writing 400 tokens
+    assert time.perf_counter() - t0 < 5.0
+    assert host.jobs_run == before + 1, "the cancelled queued request reached the model"
+    assert out.text is not None
+
+
+@needs_model
+async def test_time_limit_stops_a_long_prompt_eval(backend: LocalBackend, model_path: str):
+    await backend.ensure_loaded()
+    quick = LocalBackend(BackendConfig(timeout_s=1.0), model_setting=model_path)
+    assert quick.host is backend.host  # same model, loaded once
+    code = Path(__file__).with_name("conftest.py").read_text()[:9000]  # ~2500 tokens
+    t0 = time.perf_counter()
+    with pytest.raises(BackendError) as info:
+        await quick.chat([ChatMessage("user", "Summarize:\n" + code)], max_tokens=16)
+    assert info.value.kind == "timeout" and "ctx.timeoutS" in info.value.message
+    assert time.perf_counter() - t0 < 5.0  # the eval itself takes >10 s on one core
+    out = await backend.complete_raw("x = 1\ny = ", "", max_tokens=8)  # the model still works
+    assert out.text.strip()
+
+
+# --- the real model through the protocol ------------------------------------------------------
+
+
+@pytest.fixture
+def fib_project(repo: Path) -> Path:
+    (repo / "fib.py").write_text(FIB_PREFIX + "\n\nprint(fibonacci(10))\n")
+    return repo
+
+
+async def _inline(client, uri: str, line: int, char: int) -> types.InlineCompletionList:
+    return await client.text_document_inline_completion_async(
+        types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(line=line, character=char),
+            context=types.InlineCompletionContext(
+                trigger_kind=types.InlineCompletionTriggerKind.Invoked
+            ),
+        )
+    )
+
+
+@needs_model
+async def test_protocol_inline_completion_with_no_key_uses_the_embedded_model(
+    lsp, fib_project: Path
+):
+    """No key, no URL, no settings: the default model is assembled and loaded on first use."""
+    t0 = time.perf_counter()
+    client = await lsp(fib_project, init_options={"debounceMs": 0, "temperature": 0})
+    uri = open_doc(client, fib_project / "fib.py")
+    result = await asyncio.wait_for(_inline(client, uri, 2, 0), FIRST_COMPLETION_BOUND_S)
+    took = time.perf_counter() - t0
+    (item,) = result.items
+    assert item.insert_text.startswith("    if") or "return" in item.insert_text, item.insert_text
+    assert "print(fibonacci(10))" not in item.insert_text
+    assert took < FIRST_COMPLETION_BOUND_S
+    assert client.messages == []  # no "no API key" warning: nothing was missing
+
+    # typing on: the next completion comes from the loaded model
+    t1 = time.perf_counter()
+    edit = types.TextDocumentContentChangePartial(
+        range=types.Range(start=types.Position(2, 0), end=types.Position(2, 0)),
+        text="    if n < 2:\n",
+    )
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            content_changes=[edit],
+        )
+    )
+    result = await _inline(client, uri, 3, 0)
+    assert time.perf_counter() - t1 < COMPLETION_BOUND_S
+    (item,) = result.items
+    assert "return" in item.insert_text, item.insert_text
+
+
+@needs_model
+async def test_protocol_command_answers_with_the_chat_template(
+    lsp, fib_project: Path, model_path: str
+):
+    client = await lsp(
+        fib_project,
+        init_options={"backend": "local", "localModel": model_path, "maxTokens": 48},
+    )
+    uri = open_doc(client, fib_project / "fib.py")
+    t0 = time.perf_counter()
+    whole = types.Range(start=types.Position(0, 0), end=types.Position(4, 0))
+    args = {"uri": uri, "range": client.protocol._converter.unstructure(whole)}
+    result = await asyncio.wait_for(command(client, "ctx.explain", args), COMMAND_BOUND_S)
+    assert time.perf_counter() - t0 < COMMAND_BOUND_S
+    text = result["text"]
+    assert len(text.strip()) >= 20, text
+    assert "<end_of_turn>" not in text and "<CURSOR>" not in text
