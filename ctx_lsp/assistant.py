@@ -140,7 +140,7 @@ class Assistant:
         max_tokens = self._max_tokens(req)
         built = build_messages(parts, self.settings.context_tokens, reserve_output=max_tokens)
         masked = [
-            ChatMessage(m.role, redact(m.content, self._secrets), kind=m.kind)
+            ChatMessage(m.role, _valid_text(redact(m.content, self._secrets)), kind=m.kind)
             for m in built.messages
         ]
         return BuiltPrompt(masked, built.tokens, built.dropped)
@@ -197,7 +197,7 @@ class Assistant:
             return Answer(hit, True, Usage(), built)
         if req.window is not None and getattr(self.backend, "supports_raw_completion", False):
             # a small local model continues code far better than it follows a chat prompt
-            prefix, suffix = (redact(w, self._secrets) for w in req.window)
+            prefix, suffix = (_valid_text(redact(w, self._secrets)) for w in req.window)
             completion = await self.backend.complete_raw(
                 prefix, suffix, max_tokens=params["max_tokens"], stop=req.stop
             )
@@ -210,14 +210,14 @@ class Assistant:
                 on_delta=on_delta,
             )
         text = completion.text if req.allow_empty else require_text(completion)
-        text = redact(text, self._secrets)
+        text = _valid_text(redact(text, self._secrets))
         if self.cache is not None and text.strip():
             self.cache.put(key, text)
-        if req.record and req.kind == "completion":
+        if req.record and req.kind == "completion" and text.strip():
             # not part of the conversation in prompts: recorded off the request path
             loop = asyncio.get_running_loop()
             loop.run_in_executor(None, self.record, req, text, completion.usage, completion.model)
-        elif req.record:
+        elif req.record and text.strip():
             self.record(req, text, completion.usage, completion.model)
         return Answer(text, False, completion.usage, built)
 
@@ -236,6 +236,16 @@ class Assistant:
             )
         except Exception as exc:  # the answer still reaches the user
             log.error("cannot record the exchange in the history: %s", exc)
+
+
+def _valid_text(text: str) -> str:
+    """Lone UTF-16 surrogates (valid JSON, invalid Unicode) become U+FFFD: one in an editor
+    buffer must not break every prompt, cache key and HTTP body of the folder."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
 
 
 def _strip_meta(m: ChatMessage) -> ChatMessage:

@@ -6,7 +6,7 @@ import logging
 
 from .redact import redact
 from .relevance import OpenDoc
-from .workspace import Folder
+from .workspace import Folder, PathError
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,11 @@ def read_pinned(folder: Folder) -> list[OpenDoc]:
     for rel in folder.pinned:
         if folder.excluder.reason(rel) is not None:
             continue  # a rule added after the pin still wins
-        path = folder.root / rel
+        try:  # a pin from an old session.json, or a file since replaced by a symlink
+            path = folder.resolve_path(rel)
+        except PathError as exc:
+            log.warning("pinned file %s skipped: %s", rel, exc)
+            continue
         try:
             text = path.read_text(encoding="utf-8", errors="replace")[:MAX_PINNED_CHARS]
             mtime = path.stat().st_mtime

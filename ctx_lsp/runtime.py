@@ -24,6 +24,10 @@ from .workspace import Folder
 
 log = logging.getLogger(__name__)
 
+#: Open files larger than this are not offered as related code: generated files and data
+#: dumps, which would cost masking and indexing on every request for little help.
+MAX_RELATED_CHARS = 1_000_000
+
 
 def templates_from_tables(tables: Mapping[str, Any], source: str) -> tuple[list[Any], list[str]]:
     """`[templates.NAME]` tables of a config file: `system`, `user`, optional `description`,
@@ -188,7 +192,7 @@ class Runtime:
         docs = [
             replace(d, text=redact(d.text))
             for d in open_docs
-            if folder.excluder.reason(d.path) is None
+            if folder.excluder.reason(d.path) is None and len(d.text) <= MAX_RELATED_CHARS
         ]
         paths = {d.path for d in docs}
         docs += [d for d in read_pinned(folder) if d.path not in paths]

@@ -70,6 +70,17 @@ class CtxStore:
 
     # -- paths and writing ------------------------------------------------------------------
 
+    def sweep_temp_files(self, older_than_s: float = 60.0) -> int:
+        """Remove temp files a killed process left behind (never a live writer's)."""
+        removed = 0
+        cutoff = time.time() - older_than_s
+        for tmp in self.dir.rglob(".*.tmp") if self.dir.is_dir() else ():
+            with contextlib.suppress(OSError):
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink()
+                    removed += 1
+        return removed
+
     def ensure(self) -> Path:
         self.ctx_dir.mkdir(parents=True, exist_ok=True)
         ignore = self.ctx_dir / ".gitignore"

@@ -44,6 +44,7 @@ class Folder:
     def _open_scope(self, scope: tuple[str, ...]) -> None:
         self.scope = scope
         self.store = CtxStore(self.root, scope)
+        self.store.sweep_temp_files()
         self.history = History(self.store)
         self.history.load()
         self.sessions = SessionStore(self.store)

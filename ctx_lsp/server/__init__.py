@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import logging
 import os
 from collections import OrderedDict
@@ -16,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcInvalidParams
+from pygls.exceptions import (
+    JsonRpcException,
+    JsonRpcInternalError,
+    JsonRpcInvalidParams,
+    JsonRpcMethodNotFound,
+    JsonRpcParseError,
+)
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
@@ -39,9 +46,37 @@ log = logging.getLogger(__name__)
 SESSION_SAVE_DELAY_S = 1.0
 
 
+class AlreadyAnswered(JsonRpcInvalidParams):
+    """A malformed request that has had its error response: nothing more to tell."""
+
+
 class CtxProtocol(LanguageServerProtocol):
     """Skips pygls' own text documents: they re-split the whole text on every
     keystroke. Our `DocumentStore` (fed by our handlers) owns the text instead."""
+
+    def structure_message(self, data: Any) -> Any:
+        """pygls drops a request whose params do not fit the LSP types without answering
+        it, leaving the client waiting forever: answer it with an error instead."""
+        try:
+            return super().structure_message(data)
+        except Exception:
+            msg_id = data.get("id") if isinstance(data, dict) else None
+            if (
+                isinstance(data, dict)
+                and isinstance(data.get("method"), str)
+                and isinstance(msg_id, (int, str))
+                and not isinstance(msg_id, bool)
+            ):
+                method = data["method"]
+                known = self.get_message_type(method) is not None or method in self.fm.features
+                error = (
+                    JsonRpcInvalidParams(f"invalid params for {method}")
+                    if known
+                    else JsonRpcMethodNotFound(f"unknown method {method}")
+                )
+                self._send_response(msg_id, error=error.to_response_error())
+                raise AlreadyAnswered(str(error)) from None
+            raise
 
     def _user(self, method: str, params: Any):
         if (handler := self.fm.features.get(method)) is not None:
@@ -112,7 +147,18 @@ class CtxServer(LanguageServer):
         self._told = {k for k in self._told if not k.startswith("backend:")}
 
     def report_server_error(self, error: Exception, source: Any) -> None:
-        # pygls' default shows every error; ours logs it and tells the user once.
+        # pygls' default shows every error; ours logs it and tells the user once. Errors we
+        # raise on purpose (bad arguments, backend failures) already went back in the response.
+        if isinstance(error, (json.JSONDecodeError, UnicodeDecodeError)):
+            # a body that is not UTF-8 JSON: JSON-RPC's parse error, with a null id
+            log.warning("unparseable message: %s", error)
+            self.protocol._send_response(None, error=JsonRpcParseError().to_response_error())
+            return
+        if isinstance(error, JsonRpcException) and not isinstance(error, JsonRpcInternalError):
+            log.info("request failed: %s", error)
+            return
+        if isinstance(error, JsonRpcInternalError) and getattr(error, "_ctx_expected", False):
+            return
         log.error("internal error (%s): %s", getattr(source, "__name__", source), error)
         self.tell(
             f"internal error: {error.__class__.__name__}; see the log", types.MessageType.Error

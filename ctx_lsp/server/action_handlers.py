@@ -29,7 +29,9 @@ async def guarded(ls: CtxServer, work: Callable[[], Awaitable[T]]) -> T:
         raise JsonRpcInvalidParams(str(exc)) from None
     except BackendError as exc:
         ls.backend_failed(exc)
-        raise JsonRpcInternalError(exc.message) from None
+        error = JsonRpcInternalError(exc.message)
+        error._ctx_expected = True  # told once already: not an internal error
+        raise error from None
     except (commands.ArgumentError, ValueError) as exc:
         raise JsonRpcInvalidParams(str(exc)) from None
     ls.backend_recovered()

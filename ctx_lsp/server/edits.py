@@ -160,7 +160,10 @@ def _end_position(text: str) -> tuple[int, int]:
 def save_answer(folder: Folder, kind: str, name: str, text: str) -> Path:
     """Long answers also go to .ctx/answers/ as Markdown (bounded: oldest removed)."""
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")[:60] or kind
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    # names sort in time order (the oldest are removed first); nanoseconds keep two answers
+    # of one second apart
+    now = time.time_ns()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now / 1e9)) + f"-{now % 10**9:09d}"
     path = folder.store.write_text_atomic(f"answers/{stamp}-{kind}-{slug}.md", text)
     answers = sorted(path.parent.glob("*.md"))
     for old in answers[:-MAX_ANSWERS]:

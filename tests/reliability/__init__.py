@@ -1,0 +1,1 @@
+"""Reliability and security: nothing leaked, nothing lost, the server never dies."""
