@@ -14,9 +14,9 @@
 # one). The flavour directory is named after the version, CMAKE_ARGS and the architecture,
 # so a change of either builds a new wheel instead of reusing a wrong one.
 #
-#   scripts/install-local.sh                 # pip install -e '.[dev,local]'
-#   EXTRAS=local scripts/install-local.sh
-#   PYTHON=/path/to/python scripts/install-local.sh
+#   .ci/install-local.sh                 # pip install -e '.[dev,local]'
+#   EXTRAS=local .ci/install-local.sh
+#   PYTHON=/path/to/python .ci/install-local.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -3,7 +3,7 @@
 # Playwright in headless Chromium, against the real ctx-lsp server and the fake
 # OpenAI-compatible server (tests/fake_openai.py).
 #
-#   scripts/vscode-e2e.sh            # exit 0 when every check passed
+#   .ci/vscode-e2e.sh            # exit 0 when every check passed
 #
 # Environment:
 #   CTX_CI_CACHE   cache of Node 24, code-server, playwright-core (default ~/.cache/ctx-lsp-ci)
@@ -16,7 +16,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${CTX_CI_CACHE:-$HOME/.cache/ctx-lsp-ci}"
 START=$(date +%s)
 
-"$ROOT/scripts/setup-editors.sh"
+"$ROOT/.ci/setup-editors.sh"
 
 TOOLS="$CACHE/tools"
 export PATH="$CACHE/node24/node_modules/.bin:$TOOLS/node_modules/.bin:$PATH"

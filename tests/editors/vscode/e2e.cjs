@@ -1,4 +1,4 @@
-// Playwright driver for the VS Code end-to-end test; run by scripts/vscode-e2e.sh.
+// Playwright driver for the VS Code end-to-end test; run by .ci/vscode-e2e.sh.
 //
 // Opens the workspace in code-server (real VS Code in headless Chromium) with the ctx
 // extension installed and checks, against the real ctx-lsp and the fake model:
