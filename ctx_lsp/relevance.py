@@ -60,7 +60,8 @@ class Snippet:
 # --------------------------------------------------------------------------------------------
 # Languages
 
-_EXT_LANG = {
+#: File extension → LSP language id (also used to plan test files).
+EXTENSION_LANGUAGES = {
     ".py": "python",
     ".pyi": "python",
     ".js": "javascript",
@@ -98,7 +99,7 @@ def _language(doc: OpenDoc) -> str:
     lang = (doc.language_id or "").lower()
     if lang and lang != "plaintext":
         return lang
-    return _EXT_LANG.get(posixpath.splitext(doc.path.lower())[1], lang)
+    return EXTENSION_LANGUAGES.get(posixpath.splitext(doc.path.lower())[1], lang)
 
 
 def _family(lang: str) -> str:

@@ -11,24 +11,11 @@ import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
+from .relevance import EXTENSION_LANGUAGES
+
 _READ_CAP = 65_536  # bytes read from any one file
 _SAMPLE_TESTS = 3  # existing test files read to guess the framework
 
-_EXT_LANG = {
-    ".py": "python",
-    ".pyi": "python",
-    ".js": "javascript",
-    ".mjs": "javascript",
-    ".cjs": "javascript",
-    ".jsx": "javascriptreact",
-    ".ts": "typescript",
-    ".mts": "typescript",
-    ".cts": "typescript",
-    ".tsx": "typescriptreact",
-    ".go": "go",
-    ".rs": "rust",
-    ".java": "java",
-}
 _JS = ("javascript", "typescript", "javascriptreact", "typescriptreact")
 
 
@@ -53,7 +40,7 @@ def _read(path: Path) -> str:
 def _language(rel: str, language_id: str) -> str:
     lang = (language_id or "").lower()
     if lang in ("", "plaintext"):
-        return _EXT_LANG.get(posixpath.splitext(rel.lower())[1], lang or "plaintext")
+        return EXTENSION_LANGUAGES.get(posixpath.splitext(rel.lower())[1], lang or "plaintext")
     return {"py": "python", "js": "javascript", "ts": "typescript"}.get(lang, lang)
 
 

@@ -256,7 +256,7 @@ def main(
             parser.error("the server cannot be started from here")
         return serve(args)
     if args.command == "demo":
-        from ..demo import main as demo
+        from .demo import main as demo
 
         return demo(
             [*(["--model", args.model] if args.model else []), *(["--keep"] if args.keep else [])]
