@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 EXPLAIN = "ctx.explain"
@@ -41,12 +40,3 @@ def string_arg(obj: dict[str, Any], key: str) -> str:
     if not isinstance(value, str) or not value:
         raise ArgumentError(f"'{key}' must be a non-empty string")
     return value
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    text: str
-    extra: dict[str, Any] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"text": self.text, **(self.extra or {})}

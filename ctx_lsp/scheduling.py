@@ -20,7 +20,6 @@ class LatestOnly:
 
     def __init__(self) -> None:
         self._work: dict[str, asyncio.Task[object]] = {}
-        self.started = 0  # work that got past the debounce (for benchmarks and tests)
 
     def supersede(self, key: str) -> None:
         task = self._work.pop(key, None)
@@ -35,7 +34,6 @@ class LatestOnly:
                 await asyncio.sleep(delay_s)
             # one more turn of the loop: edits already queued supersede us before we start
             await asyncio.sleep(0)
-            self.started += 1
             return await factory()
 
         task: asyncio.Task[T] = asyncio.ensure_future(work())
