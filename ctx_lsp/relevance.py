@@ -585,23 +585,42 @@ _MODULE_SUFFIXES = (
 )
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=4096)
+def _module_names(path: str) -> tuple[frozenset[str], str]:
+    """Every module ``path`` implements (path suffixes without extension, see
+    :data:`_MODULE_SUFFIXES`), and its folder when it is a Go file (else "").
+
+    Computed once per path, so matching a document against a file's imports is a set lookup.
+    """
+    path = path.replace("\\", "/")
+    names: set[str] = set()
+    for suffix in _MODULE_SUFFIXES:
+        if not path.endswith(suffix) or len(path) == len(suffix):
+            continue
+        base = path[: -len(suffix)]
+        if suffix.startswith("/") and not base:
+            continue
+        names.add(base)
+        at = base.find("/")
+        while at >= 0:  # every tail that starts at a folder boundary
+            names.add(base[at + 1 :])
+            at = base.find("/", at + 1)
+    names.discard("")
+    go_folder = posixpath.dirname(path) if path.endswith(".go") else ""
+    return frozenset(names), go_folder
+
+
 def _module_matches(path: str, module: str) -> bool:
     """Does file ``path`` implement ``module`` (a path suffix without extension)?"""
+    module = module.strip("/")
     if not module:
         return False
-    path = path.replace("\\", "/")
-    module = module.strip("/")
-    for suffix in _MODULE_SUFFIXES:
-        cand = module + suffix
-        if path == cand or path.endswith("/" + cand):
-            return True
+    names, go_folder = _module_names(path)
+    if module in names:
+        return True
     # Go: a package is a folder, and the import path ends with the folder's path in the
     # project (`example.com/proj/pkg/util` for pkg/util/*.go).
-    if path.endswith(".go"):
-        folder = posixpath.dirname(path)
-        return bool(folder) and (module == folder or module.endswith("/" + folder))
-    return False
+    return bool(go_folder) and (module == go_folder or module.endswith("/" + go_folder))
 
 
 # --------------------------------------------------------------------------------------------
@@ -643,10 +662,12 @@ def rank(
     if not docs:
         return []
     idents = identifiers_near(current.text, cursor)
+    ident_index = {name: i for i, name in enumerate(idents)}  # each name appears once
     cur_defs, cur_imports = _index(current)
     lang = _language(current)
 
     imported_modules = [m for m in cur_imports if "::" not in m]
+    imported_set = {m.strip("/") for m in imported_modules}
     imported_names: dict[str, list[str]] = {}
     for m in cur_imports:
         if "::" in m:
@@ -667,20 +688,23 @@ def rank(
     for doc in docs:
         defs, _ = _index(doc)
         found: list[tuple[int, str, tuple[int, int]]] = []
-        if defs:
-            for i, name in enumerate(idents):
-                rng = defs.get(name)
-                if rng is not None:
-                    found.append((i, name, rng))
-                    defining_docs[name] = defining_docs.get(name, 0) + 1
-                    if len(found) >= MAX_DEFS_PER_DOC:
-                        break
+        # a set intersection in C, not a lookup per identifier per document
+        common = sorted(ident_index[n] for n in defs.keys() & ident_index.keys()) if defs else ()
+        for i in common[:MAX_DEFS_PER_DOC]:
+            name = idents[i]
+            found.append((i, name, defs[name]))
+            defining_docs[name] = defining_docs.get(name, 0) + 1
         hits.append((doc, found))
 
     candidates: list[tuple[float, int, OpenDoc, int, int, str]] = []
     order = 0
     for doc, found in hits:
-        doc_imported = [m for m in imported_modules if _module_matches(doc.path, m)]
+        names, go_folder = _module_names(doc.path)
+        doc_imported = (
+            [m for m in imported_modules if _module_matches(doc.path, m)]
+            if go_folder or not names.isdisjoint(imported_set)
+            else []
+        )
         recency = 1.0 / (1 + recent_rank[doc.uri]) if doc.uri in recent_rank else 0.0
         for i, name, (start, end) in found:
             # Nearer identifiers weigh more; a name defined in several documents is ambiguous,
@@ -713,15 +737,16 @@ def rank(
         elif _same_language(lang, _language(doc)):
             head_score = 1.0
             head_reason = "same language"
-        if head_score:
-            head = _head(doc.text)
-            candidates.append((head_score, order, doc, 0, len(head), head_reason))
+        if head_score:  # the head's end is found only if it is taken (end -1)
+            candidates.append((head_score, order, doc, 0, -1, head_reason))
             order += 1
 
     candidates.sort(key=lambda c: (-c[0], c[1]))
     taken: dict[str, list[tuple[int, int]]] = {}
     out: list[Snippet] = []
     for score, _, doc, start, end, reason in candidates:
+        if end < 0:
+            end = len(_head(doc.text))
         spans = taken.setdefault(doc.uri, [])
         if any(start < e and s < end for s, e in spans):
             continue
