@@ -6,9 +6,11 @@ Applied to prompts before they are sent or cached, to everything written under
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
+import sys
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 
 # (kind, pattern); a pattern with a group masks only that group, keeping the rest readable.
@@ -94,30 +96,105 @@ def _mask_match(kind: str, m: re.Match[str]) -> str:
 
 #: Values masked wherever they appear, whatever their shape (the API key in use).
 _KNOWN: set[str] = set()
-#: Texts up to this size are memoized (documents and prompt parts recur request after request).
-MEMO_MAX_CHARS = 1_000_000
+
+#: Bytes the memo of masked texts may hold: masked copies (a text without secrets costs only
+#: its entry) plus a fixed charge per entry.
+MEMO_MAX_BYTES = 16 * 1024 * 1024
+#: Entries the memo may hold, whatever their size (log records are masked one by one too).
+MEMO_MAX_ENTRIES = 2048
+#: The fixed charge: the key (with its check sample) and the ordered dict's node.
+_ENTRY_BYTES = 512
+#: Characters kept from the start, the middle and the end of a memoized text, as a check.
+_SAMPLE = 16
+
+
+def _text_key(text: str) -> object:
+    """A memo key for `text` that does not hold it.
+
+    Its length and `hash()` (a keyed 64-bit SipHash that CPython caches on the str: free for
+    an open document's text seen before), with the first, middle and last characters as a
+    check. Short texts are their own key."""
+    n = len(text)
+    if n <= 6 * _SAMPLE:
+        return text
+    mid = n // 2
+    sample = text[:_SAMPLE] + text[mid - _SAMPLE : mid + _SAMPLE] + text[-_SAMPLE:]
+    return (n, hash(text), sample)
+
+
+class _MaskMemo:
+    """Masked texts by text, least recently used out first, bounded in bytes and in entries.
+
+    Documents and prompt parts recur request after request (the server masks every open
+    document for every completion), so a hit must cost no pass over the text; see
+    :func:`_text_key`. A text without secrets is stored as "" (unchanged: masking never
+    empties a text), not copied."""
+
+    def __init__(self, max_bytes: int, max_entries: int) -> None:
+        self.max_bytes, self.max_entries = max_bytes, max_entries
+        self.bytes = 0
+        self._entries: OrderedDict[object, tuple[str, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: object) -> str | None:
+        """The masked text, "" for unchanged, None when unknown."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            self._entries.move_to_end(key)
+            return entry[0]
+
+    def put(self, key: object, masked: str) -> None:
+        size = _ENTRY_BYTES + (sys.getsizeof(masked) if masked else 0)
+        if size > self.max_bytes // 4:  # one huge masked copy would push out everything else
+            return
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self.bytes -= old[1]
+            self._entries[key] = (masked, size)
+            self.bytes += size
+            while self.bytes > self.max_bytes or len(self._entries) > self.max_entries:
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self.bytes -= dropped
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.bytes = 0
+
+
+_memo = _MaskMemo(MEMO_MAX_BYTES, MEMO_MAX_ENTRIES)
 
 
 def register_secret(value: str | None) -> None:
     """Mask `value` everywhere from now on (prompts, `.ctx/`, logs)."""
     if value and len(value) >= 6 and value not in _KNOWN:
         _KNOWN.add(value)
-        _redact.cache_clear()
+        _memo.clear()
 
 
 def redact(text: str, extra_values: Iterable[str] = ()) -> str:
     """Text with every known secret masked; `extra_values` and registered values (the API
-    key in use) are masked wherever they appear."""
+    key in use) are masked wherever they appear. A text without secrets is returned as is
+    (the same object)."""
     if not text:
         return text
     extra = tuple(extra_values) + tuple(_KNOWN)
-    if len(text) > MEMO_MAX_CHARS:
-        return _redact.__wrapped__(text, extra)
-    return _redact(text, extra)
+    key = (_text_key(text), extra)
+    found = _memo.get(key)
+    if found is None:
+        masked = _mask(text, extra)
+        found = "" if masked == text else masked
+        _memo.put(key, found)
+    return found or text
 
 
-@functools.lru_cache(maxsize=512)
-def _redact(text: str, extra_values: tuple[str, ...]) -> str:
+def _mask(text: str, extra_values: tuple[str, ...]) -> str:
     for value in extra_values:
         if value and len(value) >= 6:
             text = text.replace(value, "<redacted:api-key>")

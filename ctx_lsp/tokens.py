@@ -29,13 +29,13 @@ The choice is made once, on first use, and cached; :func:`reset` forgets it (tes
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 import os
 import string
 import tempfile
 import threading
+from collections import OrderedDict
 from typing import Any, Literal
 
 #: Encodings tried, best first, with the blob tiktoken loads and the SHA-256 it expects.
@@ -149,7 +149,7 @@ def reset() -> None:
     with _lock:
         _encoder = None
         _encoder_name = ESTIMATE_NAME
-        _count_cached.cache_clear()
+        _counts.clear()
 
 
 def tokenizer_name() -> str:
@@ -181,13 +181,61 @@ def count_tokens(text: str) -> int:
     enc = _encoder if _encoder is not None else _load()
     if enc is False:
         return estimate_tokens(text)
-    return _count_cached(text, enc) if len(text) >= 64 else len(enc.encode_ordinary(text))
+    if len(text) < 64:
+        return len(enc.encode_ordinary(text))
+    # related snippets, summaries and open documents recur from one completion to the next
+    key = _text_key(text)
+    n = _counts.get(key)
+    if n is None:
+        n = len(enc.encode_ordinary(text))
+        _counts.put(key, n)
+    return n
 
 
-@functools.lru_cache(maxsize=4096)
-def _count_cached(text: str, enc: Any) -> int:
-    # related snippets and summaries recur from one completion to the next
-    return len(enc.encode_ordinary(text))
+#: Counts remembered. Entries hold no text (see :func:`_text_key`): ~330 bytes each, ~1.4 MB in all.
+COUNTS_MAX_ENTRIES = 4096
+_SAMPLE = 16
+
+
+def _text_key(text: str) -> object:
+    """A memo key for `text` that does not hold it (as in :mod:`ctx_lsp.redact`): its length
+    and `hash()` (which CPython caches on the str, so free for a text seen before), with the
+    first, middle and last characters as a check."""
+    n, mid = len(text), len(text) // 2
+    return (n, hash(text), text[:_SAMPLE] + text[mid - _SAMPLE : mid + _SAMPLE] + text[-_SAMPLE:])
+
+
+class _CountMemo:
+    """Token counts by text, least recently used out first."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[object, int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: object) -> int | None:
+        with self._lock:
+            n = self._entries.get(key)
+            if n is not None:
+                self._entries.move_to_end(key)
+            return n
+
+    def put(self, key: object, n: int) -> None:
+        with self._lock:
+            self._entries[key] = n
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_counts = _CountMemo(COUNTS_MAX_ENTRIES)
 
 
 def _truncate_estimate(text: str, n: int, keep: str) -> str:

@@ -1,0 +1,168 @@
+"""The memo of masked texts: a hit is cheap and gives the same result, the memo is bounded in
+bytes and does not keep the texts it was asked about, and texts are never confused."""
+
+from __future__ import annotations
+
+import gc
+import time
+import tracemalloc
+
+import pytest
+
+from ctx_lsp import redact as redact_module
+from ctx_lsp.redact import redact, register_secret
+from tests.secrets_corpus import ALNUM, Corpus
+
+C = Corpus(seed=777)
+PW = C.password(18)
+LINE = "value = compute(1, 2)  # padding padding padding\n"
+
+
+def doc(chars: int, seed: int = 0) -> str:
+    line = LINE.replace("value", f"value_{seed}")
+    return line * (chars // len(line))
+
+
+@pytest.fixture
+def memo(monkeypatch: pytest.MonkeyPatch) -> redact_module._MaskMemo:
+    """A fresh, empty memo of the default size."""
+    fresh = redact_module._MaskMemo(redact_module.MEMO_MAX_BYTES, redact_module.MEMO_MAX_ENTRIES)
+    monkeypatch.setattr(redact_module, "_memo", fresh)
+    return fresh
+
+
+@pytest.fixture
+def masked_count(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The texts actually masked (memo misses), in order."""
+    calls: list[str] = []
+    real = redact_module._mask
+
+    def counting(text: str, extra: tuple[str, ...]) -> str:
+        calls.append(text)
+        return real(text, extra)
+
+    monkeypatch.setattr(redact_module, "_mask", counting)
+    return calls
+
+
+def test_a_hit_gives_the_same_result_without_masking_again(memo, masked_count):
+    clean = doc(50_000)
+    assert redact(clean) is clean, "a text without secrets comes back as it is"
+    assert redact(clean) is clean and len(masked_count) == 1
+    copy = "".join([clean[:10], clean[10:]])
+    assert copy is not clean
+    assert redact(copy) is copy and len(masked_count) == 1, "an equal text is a hit too"
+
+    secret = clean[:20_000] + f'password = "{PW}"\n' + clean[20_000:]
+    first = redact(secret)
+    assert PW not in first and "<redacted:assignment>" in first
+    assert redact(secret) is first and len(masked_count) == 2
+    assert redact(secret[:-1] + secret[-1]) is first and len(masked_count) == 2
+
+    # the values to mask are part of the key
+    value = C.chars(ALNUM, 24)
+    with_value = clean + value
+    assert redact(with_value) is with_value
+    assert value not in redact(with_value, [value]) and len(masked_count) == 4
+
+
+def test_a_hit_on_a_large_document_costs_no_pass_over_it(memo, monkeypatch: pytest.MonkeyPatch):
+    """The server masks every open document for every completion request."""
+    monkeypatch.setattr(redact_module, "_mask", lambda text, extra: text)  # only hits matter
+    text = doc(4_000_000)
+    redact(text)
+    start = time.perf_counter()
+    for _ in range(1000):
+        redact(text)
+    # a pass over 4 MB (hashing or comparing it) takes >= 0.3 ms: 1000 of them >= 0.3 s
+    assert time.perf_counter() - start < 0.15
+
+
+@pytest.mark.parametrize("at", [0.5, 1 / 3], ids=["in-the-middle", "at-a-third"])
+def test_texts_that_differ_only_inside_are_not_confused(memo, at: float):
+    assignment = f'password = "{PW}"'
+    pad = doc(60_000)
+    cut = int(len(pad) * at)
+    benign = pad[:cut] + "x" * len(assignment) + pad[cut:]
+    secret = pad[:cut] + assignment + pad[cut:]
+    assert len(benign) == len(secret) and benign[:100] == secret[:100]
+    assert redact(benign) is benign
+    assert PW not in redact(secret)
+    assert redact(benign) is benign, "and the other way round"
+    assert PW not in redact(secret)
+
+
+def test_a_hash_collision_is_caught_by_the_sample(memo, monkeypatch: pytest.MonkeyPatch):
+    """Should two texts of one length share their 64-bit hash, the characters kept from the
+    start, the middle and the end still tell them apart when they differ there."""
+    monkeypatch.setattr(redact_module, "hash", lambda _text: 42, raising=False)
+    pad = doc(30_000)
+    mid = len(pad) // 2
+    assignment = f'password = "{PW}"'
+    benign = pad[: mid - 8] + "x" * len(assignment) + pad[mid - 8 :]
+    secret = pad[: mid - 8] + assignment + pad[mid - 8 :]
+    assert redact(benign) is benign
+    assert PW not in redact(secret)
+
+
+def test_the_memo_is_bounded_in_bytes(monkeypatch: pytest.MonkeyPatch):
+    small = redact_module._MaskMemo(max_bytes=400_000, max_entries=10_000)
+    monkeypatch.setattr(redact_module, "_memo", small)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(60):  # 60 masked copies of 20 KB: 1.2 MB, three times the budget
+            text = doc(20_000, seed=i)
+            redact(text[:5_000] + f'token = "{PW}"\n' + text[5_000:])
+            assert small.bytes <= small.max_bytes
+        del text
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert 10 <= len(small) < 60
+    assert held <= small.max_bytes * 1.1, f"{held} bytes held"
+
+
+def test_texts_without_secrets_are_not_kept(memo):
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(40):  # 40 texts of 20 KB: 800 KB, were they kept
+            text = doc(20_000, seed=i)
+            assert redact(text) is text
+        del text
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(memo) == 40
+    assert held < 40 * 1_000, f"{held} bytes held for 40 entries"
+
+
+def test_entries_are_bounded_in_number(monkeypatch: pytest.MonkeyPatch):
+    small = redact_module._MaskMemo(max_bytes=10_000_000, max_entries=8)
+    monkeypatch.setattr(redact_module, "_memo", small)
+    for i in range(30):
+        redact(f"log line {i}: nothing to hide here")
+    assert len(small) == 8
+
+
+def test_a_masked_copy_too_large_for_the_memo_is_not_kept(monkeypatch: pytest.MonkeyPatch):
+    small = redact_module._MaskMemo(max_bytes=100_000, max_entries=100)
+    monkeypatch.setattr(redact_module, "_memo", small)
+    redact(f'secret = "{PW}"\n' + doc(50_000))
+    assert len(small) == 0 and small.bytes == 0
+    redact(f'secret = "{PW}"\n' + doc(5_000))
+    assert len(small) == 1
+
+
+def test_registering_a_secret_forgets_what_was_memoized(memo, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(redact_module, "_KNOWN", set())
+    key = C.chars("0123456789abcdef", 32)
+    text = doc(2_000) + f"client = Client({key!r})\n"
+    assert redact(text) is text
+    register_secret(key)
+    assert key not in redact(text)
