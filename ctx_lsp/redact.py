@@ -42,6 +42,30 @@ _PATTERNS: list[tuple[str, str]] = [
     ("npm-token", r"\bnpm_[A-Za-z0-9]{36}\b"),
     ("pypi-token", r"\bpypi-[A-Za-z0-9_\-]{50,}"),
     ("huggingface-token", r"\bhf_[A-Za-z0-9]{30,}\b"),
+    # after the kinds above, so `Bearer ghp_…` is masked as the token it is. Patterns start with
+    # a letter class, not `\b`: re then skips ahead to candidates (a tenth of the time)
+    (
+        "bearer-token",
+        # RFC 6750's token68 alphabet; a digit and a letter, or 32+ characters of mixed case
+        # (not `Bearer {token}`, `Bearer $TOKEN`, `Bearer YOUR_TOKEN_HERE`, `Bearer realm=…`)
+        r"[Bb](?<!\w[Bb])earer[ \t]+(?:"
+        r"(?=[A-Za-z\-._~+/]*[0-9])(?=[0-9\-._~+/]*[A-Za-z])"
+        r"(?![A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)+(?![\w.\-/+=:]))"
+        r"([A-Za-z0-9\-._~+/]{16,}=*)"
+        r"|(?=[a-z0-9\-._~+/]*[A-Z])(?=[A-Z0-9\-._~+/]*[a-z])([A-Za-z0-9\-._~+/]{32,}=*)"
+        r")(?![\w\-.~+/=(])",
+    ),
+    (
+        "basic-auth",
+        # the header only, with whole base64 (length a multiple of 4) holding a digit, `+/=`
+        # or both cases: not `Authorization: Basic credentials` in prose
+        r"[Aa](?<!\w[Aa])uthorization[\\\"'\]]{0,3}\s*[:=,]?\s*[\\\"']{0,2}[Bb]asic[ \t]+"
+        r"(?:(?=[A-Za-z]*[0-9+/=])|(?=[a-z]*[A-Z])(?=[A-Z]*[a-z]))"
+        r"((?:[A-Za-z0-9+/]{4}){2,}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?)"
+        r"(?![\w+/=(:\-]|\.\w)",
+    ),
+    # Azure storage / Service Bus / Event Hubs connection strings
+    ("azure-key", r"(?:Account|SharedAccess)Key\s*=\s*([A-Za-z0-9+/]{20,}={0,2})"),
     (
         "url-password",
         # the user may be empty (redis://:pw@host); `<>` keeps an earlier mask out of it
@@ -70,6 +94,17 @@ _PATTERNS: list[tuple[str, str]] = [
         r"|(?=[^\s\"',;()]*\d)(?=[^\s\"',;()]*[A-Za-z])"
         r"(?![A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)+(?![\w.\-/+=:]))"
         r"([^\s\"',;()\[\]{}\\]{8,})(?![(\w]))",
+    ),
+    (
+        "assignment",
+        # an environment variable (`.env`, shell) may hold a passphrase with no digit: NAME=value
+        # with no spaces, NAME in capitals ending in a secret word (SESSION_SECRET, DB_PASSWORD,
+        # SECRET_KEY_BASE), the value bare and ending the line or the word. Not code:
+        # `f(SECRET_KEY=secret_key)`, `PASSWORD=password,`, `TOKEN_URL=…`, `PWD=…`
+        r"[A-Z](?<![\w.\-$][A-Z])[A-Z0-9_]{0,60}?"
+        r"(?:(?<=PASSWORD)|(?<=PASSWD)|(?<=PASSPHRASE)|(?<=SECRET)|(?<=TOKEN)|(?<=APIKEY)"
+        r"|(?<=API_KEY)|(?<=ACCESS_KEY)|(?<=ACCESSKEY)|(?<=PRIVATE_KEY)|(?<=PRIVATEKEY))"
+        r"(?:_(?:KEY|BASE|VALUE)){0,2}=([A-Za-z][A-Za-z0-9!@#%^*~+\-]{7,})(?=[\s;\"'`\\]|\Z)",
     ),
 ]
 _COMPILED = [(kind, re.compile(p)) for kind, p in _PATTERNS]

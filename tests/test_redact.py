@@ -303,33 +303,124 @@ def test_ordinary_code_is_not_masked(text: str):
     assert find_secrets(text) == []
 
 
-# Secrets outside the required list, seen in real code: recommended, not required yet.
-@pytest.mark.xfail(strict=True, reason="not in the issue's required kinds; recommended")
+# Secrets outside the required list, seen in real code: HTTP credentials, Azure
+# connection strings and passphrases (no digit) in environment files.
 @pytest.mark.parametrize(
-    ("text", "secret"),
+    ("text", "kind", "secret"),
     [
-        pytest.param(
+        p(
             "curl -H 'Authorization: Bearer {pw_bare}{pw_bare}' https://api.example.com",
+            "bearer-token",
             "{pw_bare}{pw_bare}",
             id="bearer-opaque-token",
         ),
+        p(
+            'headers = {{"Authorization": "Bearer {pw_bare}{pw_bare}"}}',
+            "bearer-token",
+            "{pw_bare}{pw_bare}",
+            id="bearer-in-code",
+        ),
         pytest.param(
+            "Authorization: bearer " + C.chars(ALNUM.replace("0123456789", ""), 40),
+            "bearer-token",
+            "",
+            id="bearer-mixed-case-no-digit",
+        ),
+        p(
             "Authorization: Basic dXNlcjpacThYdjJMbVA5cGFzcw==",
+            "basic-auth",
             "dXNlcjpacThYdjJMbVA5cGFzcw==",
             id="basic-auth-header",
         ),
-        pytest.param(
+        p(
+            'xhr.setRequestHeader("Authorization", "Basic dXNlcjpwYXNz")',
+            "basic-auth",
+            "dXNlcjpwYXNz",
+            id="basic-auth-in-code",
+        ),
+        p(
             "DefaultEndpointsProtocol=https;AccountName=acme;AccountKey={aws_secret}{aws_secret}==;",
+            "azure-key",
             "{aws_secret}{aws_secret}",
             id="azure-storage-account-key",
         ),
-        pytest.param(
-            "SESSION_SECRET=correcthorsebatterystaple", "correcthorsebatterystaple", id="no-digit"
+        p(
+            "Endpoint=sb://acme.servicebus.windows.net/;SharedAccessKeyName=Root;"
+            "SharedAccessKey={aws_secret}=",
+            "azure-key",
+            "{aws_secret}",
+            id="azure-service-bus-key",
+        ),
+        p(
+            "SESSION_SECRET=correcthorsebatterystaple",
+            "assignment",
+            "correcthorsebatterystaple",
+            id="no-digit",
+        ),
+        p(
+            "export DB_PASSWORD=correct-horse-battery\n",
+            "assignment",
+            "correct-horse-battery",
+            id="no-digit-shell-export",
+        ),
+        p(
+            "SECRET_KEY_BASE=correcthorsebatterystaple node app.js",
+            "assignment",
+            "correcthorsebatterystaple",
+            id="no-digit-inline-env",
+        ),
+        p(
+            '{{"text": "SESSION_SECRET=correcthorsebatterystaple\\n"}}',
+            "assignment",
+            "correcthorsebatterystaple",
+            id="no-digit-json-escaped",
         ),
     ],
 )
-def test_recommended_extra_kinds(text: str, secret: str):
-    assert secret.format(**V) not in redact(text.format(**V))
+def test_http_credentials_azure_keys_and_passphrases(text: str, kind: str, secret: str):
+    masked = redact(text)
+    if not secret:  # the whole token after the scheme
+        secret = text.split()[-1]
+    assert secret not in masked
+    assert f"<redacted:{kind}>" in masked, masked
+    assert kind in find_secrets(text)
+    assert redact(masked) == masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param('headers = {"Authorization": "Bearer " + self.token}', id="bearer-concat"),
+        pytest.param("Authorization: Bearer $GITHUB_TOKEN", id="bearer-shell-var"),
+        pytest.param("Authorization: Bearer ${TOKEN}", id="bearer-env-ref"),
+        pytest.param("Authorization: Bearer YOUR_ACCESS_TOKEN_HERE", id="bearer-placeholder"),
+        pytest.param("Authorization: Bearer <token>", id="bearer-angle-placeholder"),
+        pytest.param("Authorization: Bearer self.access_token_v2", id="bearer-dotted-name"),
+        pytest.param('WWW-Authenticate: Bearer realm="api", error="invalid_token"', id="www-auth"),
+        pytest.param("Bearer tokens (RFC 6750) travel in the Authorization header.", id="prose"),
+        pytest.param("Authorization: Basic credentials", id="basic-prose"),
+        pytest.param("Authorization: Basic username:password", id="basic-doc-placeholder"),
+        pytest.param("Authorization: Basic base64(user:pass)", id="basic-call"),
+        pytest.param('header = "Basic " + b64encode(f"{user}:{pw}".encode())', id="basic-built"),
+        pytest.param('conn = f"AccountName={name};AccountKey={key}"', id="azure-f-string"),
+        pytest.param("AccountKey=<your-storage-key>", id="azure-placeholder"),
+        pytest.param("app.config.update(SECRET_KEY=secret_key)", id="env-name-kwarg"),
+        pytest.param("connect(USER=user, PASSWORD=password)", id="env-name-kwargs"),
+        pytest.param("dict(API_TOKEN=apitokenvalue, DEBUG=True)", id="env-name-kwarg-word"),
+        pytest.param("SECRET_KEY=${SECRET_KEY}", id="env-self-ref"),
+        pytest.param("API_KEY=$(API_KEY)", id="make-var-ref"),
+        pytest.param("SECRET_KEY=your_secret_key_here", id="env-placeholder-identifier"),
+        pytest.param("SECRET_KEY=os.environ", id="env-dotted"),
+        pytest.param("TOKEN_URL=https://auth.example.com/token", id="env-token-url"),
+        pytest.param("SECRET_NAME=prodsecrets", id="env-secret-name"),
+        pytest.param("PASSWORD_HASHERS=argonhasher", id="env-config-name"),
+        pytest.param("PWD=homedirectory", id="env-pwd"),
+        pytest.param("session_secret=readfromvault", id="env-lowercase-name-left"),
+    ],
+)
+def test_http_credentials_and_passphrases_leave_code_alone(text: str):
+    assert redact(text) == text
+    assert find_secrets(text) == []
 
 
 def test_the_api_key_is_masked_by_value_whatever_its_shape():
@@ -392,6 +483,9 @@ def test_a_broken_log_record_is_passed_through():
             id="long-base64url-line",
         ),
         pytest.param("token" * 12_000, id="long-word-of-keywords"),
+        pytest.param("Authorization: Bearer " * 20_000, id="many-bearer-headers"),
+        pytest.param("Authorization: Basic " + "QUJD" * 100_000 + "A", id="long-basic-run"),
+        pytest.param(" SECRET_KEY_KEY_KEY" * 20_000, id="many-env-names"),
         pytest.param(
             "\n".join(
                 f"password_{i} = get_password({i}); token_{i} = tok[{i}]" for i in range(3_000)
