@@ -11,6 +11,7 @@ import inspect
 import json
 import logging
 import os
+import sys
 from collections import OrderedDict
 from collections.abc import Coroutine
 from pathlib import Path
@@ -21,6 +22,7 @@ from pygls.exceptions import (
     JsonRpcException,
     JsonRpcInternalError,
     JsonRpcInvalidParams,
+    JsonRpcInvalidRequest,
     JsonRpcMethodNotFound,
     JsonRpcParseError,
 )
@@ -39,6 +41,7 @@ from ..scheduling import LatestOnly
 from ..settings import Layer, Settings
 from ..tasks import View
 from ..workspace import Folder
+from .reader import Reframed, answer_without_id
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,15 @@ class CtxProtocol(LanguageServerProtocol):
                 self._send_response(msg_id, error=error.to_response_error())
                 raise AlreadyAnswered(str(error)) from None
             raise
+
+    def handle_message(self, message: Any) -> None:
+        """JSON that is not an object, or an object without "jsonrpc", comes here as plain
+        data, which pygls fails on: answer it as JSON-RPC says, Invalid Request with id null."""
+        if message is None or isinstance(message, (dict, list, str, int, float)):
+            log.warning("not a JSON-RPC message: %.80r", message)
+            answer_without_id(self, JsonRpcInvalidRequest())
+            return
+        super().handle_message(message)
 
     def _user(self, method: str, params: Any):
         if (handler := self.fm.features.get(method)) is not None:
@@ -146,13 +158,18 @@ class CtxServer(LanguageServer):
         """After a success, the next failure is news again."""
         self._told = {k for k in self._told if not k.startswith("backend:")}
 
+    def start_io(self, stdin: Any = None, stdout: Any = None) -> None:
+        """pygls' reader loop skips or misreads some malformed frames, so it reads stdin
+        through `Reframed`, which turns each of them into a parse error (see `reader`)."""
+        super().start_io(Reframed(stdin or sys.stdin.buffer), stdout)
+
     def report_server_error(self, error: Exception, source: Any) -> None:
         # pygls' default shows every error; ours logs it and tells the user once. Errors we
         # raise on purpose (bad arguments, backend failures) already went back in the response.
         if isinstance(error, (json.JSONDecodeError, UnicodeDecodeError)):
             # a body that is not UTF-8 JSON: JSON-RPC's parse error, with a null id
             log.warning("unparseable message: %s", error)
-            self.protocol._send_response(None, error=JsonRpcParseError().to_response_error())
+            answer_without_id(self.protocol, JsonRpcParseError())
             return
         if isinstance(error, JsonRpcException) and not isinstance(error, JsonRpcInternalError):
             log.info("request failed: %s", error)
