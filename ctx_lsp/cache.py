@@ -6,6 +6,7 @@ here, so nothing secret is stored.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -43,6 +44,7 @@ class ResponseCache:
         path: Path | None,
         *,
         ensure: Callable[[], object] | None = None,
+        quarantine: Callable[[Path, str, Sequence[Path]], bool] | None = None,
         memory_entries: int = 256,
         max_entries: int = 5000,
         ttl_s: float = 7 * 24 * 3600,
@@ -50,6 +52,8 @@ class ResponseCache:
         self.path = path
         #: creates `.ctx/` (with its .gitignore) before the first write
         self._ensure = ensure
+        #: moves a damaged file (and its companions) aside and reports it; False if it cannot
+        self._quarantine_file = quarantine
         self.memory_entries = memory_entries
         self.max_entries = max_entries
         self.ttl_s = ttl_s
@@ -63,6 +67,7 @@ class ResponseCache:
             return self._db
         if not create and not self.path.exists():
             return None  # reading never creates .ctx/
+        db = None
         try:
             if self._ensure is not None:
                 self._ensure()
@@ -75,6 +80,8 @@ class ResponseCache:
             )
             self._db = db
         except sqlite3.DatabaseError as exc:
+            if db is not None:
+                db.close()
             self._quarantine(exc)
         except OSError as exc:
             log.warning("response cache unavailable: %s", exc)
@@ -82,17 +89,32 @@ class ResponseCache:
         return self._db
 
     def _quarantine(self, exc: Exception) -> None:
-        """A damaged cache file is moved aside: it only ever holds re-creatable data."""
+        """A damaged cache file is moved aside, with its -wal/-shm files: it only ever holds
+        re-creatable data, so the next write starts a new one."""
         assert self.path is not None
-        corrupt = self.path.parent.parent / "corrupt"
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+        path = self.path
+        companions = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+        if self._quarantine_file is not None:
+            if not self._quarantine_file(
+                path, f"is not a usable response cache ({exc})", companions
+            ):
+                self.path = None  # could not be moved (reported): work without it
+            return
+        corrupt = path.parent / "corrupt"
+        stamp = int(time.time())
         try:
             corrupt.mkdir(parents=True, exist_ok=True)
-            self.path.replace(corrupt / f"{self.path.name}.{int(time.time())}")
+            for p in (path, *companions):
+                if p.exists():
+                    p.replace(corrupt / f"{p.name}.{stamp}")
             self.problems.append(f"response cache was damaged ({exc}); moved to {corrupt}")
         except OSError:
             self.problems.append(f"response cache is damaged ({exc}) and disabled")
             self.path = None
-        self._db = None
 
     def get(self, key: str) -> str | None:
         now = time.time()

@@ -13,6 +13,7 @@ import os
 import stat
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -181,19 +182,17 @@ class CtxStore:
 
     # -- damage -----------------------------------------------------------------------------
 
-    def quarantine(self, path: Path, reason: str) -> None:
-        """Move a damaged file aside into `.ctx/corrupt/` and report it once."""
+    def quarantine(self, path: Path, reason: str, companions: Sequence[Path] = ()) -> bool:
+        """Move a damaged file aside into `.ctx/corrupt/` and report it once; False when it
+        could not be moved. `companions` (a database's -wal/-shm files, say) go with it, unreported,
+        and are removed when they cannot be moved."""
         shown = self.rel(path)
-        try:
-            rel_parts = path.relative_to(self.ctx_dir).parts
-        except ValueError:
-            rel_parts = (path.name,)
-        flat = "__".join(rel_parts)
         stamp = time.strftime("%Y%m%d-%H%M%S")
+        corrupt = self.ctx_dir / CORRUPT_DIR
         try:
-            corrupt = self.ctx_dir / CORRUPT_DIR
             self.ensure()
             corrupt.mkdir(exist_ok=True)
+            flat = self._flat(path)
             target = corrupt / f"{flat}.{stamp}"
             n = 1
             while target.exists() or target.is_symlink():
@@ -205,10 +204,27 @@ class CtxStore:
             if shown not in self._unmovable:
                 self._unmovable.add(shown)
                 self.report(f"{shown} {reason}; it could not be moved aside ({exc}), ignoring it")
-            return
+            return False
+        suffix = target.name[len(flat) :]  # the same stamp as the file they belong to
+        for extra in companions:
+            try:
+                os.replace(extra, corrupt / f"{self._flat(extra)}{suffix}")
+            except FileNotFoundError:
+                pass
+            except OSError:
+                with contextlib.suppress(OSError):
+                    extra.unlink()
         fsync_dir(path.parent)
         self._unmovable.discard(shown)
         self.report(f"{shown} {reason}; moved to {self.rel(target)}, starting from defaults")
+        return True
+
+    def _flat(self, path: Path) -> str:
+        """A file's place in `.ctx/` as one name: `users__me__history.jsonl`."""
+        try:
+            return "__".join(path.relative_to(self.ctx_dir).parts)
+        except ValueError:
+            return path.name
 
     # -- locking ----------------------------------------------------------------------------
 

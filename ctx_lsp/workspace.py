@@ -46,12 +46,14 @@ class Folder:
         self.store = CtxStore(self.root, scope)
         self.store.sweep_temp_files()
         self.history = History(self.store)
-        self.history.load()
+        self.history.refresh()  # reads the file, keeping only its recent part in memory
         self.sessions = SessionStore(self.store)
         self.session: Session = self.sessions.load()
         # per scope, like the history: users sharing a folder never see each other's answers
         self.cache = ResponseCache(
-            self.store.path("cache/responses.sqlite"), ensure=self.store.ensure
+            self.store.path("cache/responses.sqlite"),
+            ensure=self.store.ensure,
+            quarantine=self.store.quarantine,
         )
 
     def refresh_scope(self, settings: Settings) -> bool:

@@ -124,13 +124,6 @@ def test_each_answer_keeps_its_own_file(answered) -> None:
     assert first["text"] in Path(first["path"]).read_text()
 
 
-@pytest.mark.xfail(
-    reason="BUG: every inline completion is appended to the history (kind 'completion'), and "
-    "History._rotate seeds the new file with the last keep_on_rotate messages of any kind: "
-    "once completions fill the cap, rotation drops the explain/fix conversation that prompts "
-    "use (they skip completions)",
-    strict=True,
-)
 def test_rotation_keeps_the_conversation(tmp_path: Path) -> None:
     store = CtxStore(tmp_path, ("users", "u"))
     history = History(store, max_bytes=200_000, keep_on_rotate=200)

@@ -212,17 +212,7 @@ def _corrupt(repo: Path) -> list[str]:
     return sorted(p.name for p in corrupt.iterdir()) if corrupt.is_dir() else []
 
 
-CACHE_BUG = pytest.mark.xfail(
-    reason="BUG: ResponseCache._quarantine moves the cache to <cache dir>/../corrupt, which is "
-    ".ctx/users/<user>/corrupt/ since the cache moved into the user's scope, not .ctx/corrupt/; "
-    "and its message shows an absolute path",
-    strict=True,
-)
-
-
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=CACHE_BUG) if CASES[n].cache_row else n for n in CASES]
-)
+@pytest.mark.parametrize("name", list(CASES))
 async def test_damaged_file(lsp, workspace, fake_openai: FakeOpenAI, name: str):
     case = CASES[name]
     repo, scope = workspace
