@@ -11,7 +11,8 @@ import re
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 # (kind, pattern); a pattern with a group masks only that group, keeping the rest readable.
 _PATTERNS: list[tuple[str, str]] = [
@@ -108,6 +109,136 @@ _PATTERNS: list[tuple[str, str]] = [
     ),
 ]
 _COMPILED = [(kind, re.compile(p)) for kind, p in _PATTERNS]
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where a pattern can match, so most of a text is never scanned by it.
+
+    A match holds one of `needles` (found with `str.find`, in the case-folded text when
+    `fold`), and starts at most `back` characters before it, on characters `run` accepts; with
+    `back` < 0 the pattern is run on the whole text when a needle is present. A pattern is only
+    ever tried where it could start, so the result is the one `pattern.sub` gives (a test
+    checks this against plain `sub` on generated texts)."""
+
+    needles: tuple[str, ...]
+    back: int = 0
+    run: Callable[[str], bool] | None = None
+    fold: bool = False
+    #: (text, end of the needle) -> can the needle end this pattern's keyword there?
+    then: Callable[[str, int], bool] | None = None
+
+
+def _word_or(extra: str) -> Callable[[str], bool]:
+    # `[\w<extra>]` for str patterns: \w is str.isalnum() plus "_"
+    return lambda c: c.isalnum() or c == "_" or c in extra
+
+
+_LOWER = frozenset("abcdefghijklmnopqrstuvwxyz")
+_UPPER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _keyword_ends(text: str, end: int) -> bool:
+    # the assignment keyword is not the start of a longer word (`keys`, `tokenizer`, `author`,
+    # `AUTHORITY`): every keyword ends with its needle
+    if end >= len(text):
+        return True
+    c = text[end]
+    return c not in _LOWER and not (c in _UPPER and text[end + 1 : end + 2] in _UPPER)
+
+
+_URL_SCHEME = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
+_ENV_NAME = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+#: A scan back further than this (a URL scheme is unbounded) falls back to the whole text.
+_MAX_BACK = 4096
+
+# One per pattern, in _PATTERNS' order.
+_WHERE: list[_Where] = [
+    _Where(("-----BEGIN ",)),
+    _Where(("PRIVATE KEY",), back=-1),
+    _Where(("sk-ant-",)),
+    _Where(("sk-",)),
+    _Where(("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_")),
+    _Where(("glpat-",)),
+    _Where(("xox",)),
+    _Where(("https://hooks.slack.com/",)),
+    _Where(tuple(f"{a}_{b}_" for a in ("sk", "rk", "pk") for b in ("live", "test"))),
+    _Where(("AKIA", "ASIA", "ABIA", "ACCA")),
+    _Where(("AIza",)),
+    _Where(("ya29.",)),
+    _Where(("eyJ",)),
+    _Where(("npm_",)),
+    _Where(("pypi-",)),
+    _Where(("hf_",)),
+    _Where(("Bearer", "bearer")),
+    _Where(("Authorization", "authorization")),
+    _Where(("AccountKey", "SharedAccessKey")),
+    _Where(("://",), back=_MAX_BACK, run=_URL_SCHEME.__contains__),
+    _Where(("aws",), fold=True),
+    # a name of up to 40 characters, then the keyword: `private_key` puts "key" 8 further
+    _Where(
+        ("password", "passwd", "pwd", "secret", "token", "key", "auth"),
+        back=48,
+        run=_word_or(".-"),
+        fold=True,
+        then=_keyword_ends,
+    ),
+    _Where(
+        ("PASSWORD", "PASSWD", "PASSPHRASE", "SECRET", "TOKEN", "APIKEY", "API_KEY",
+         "ACCESS_KEY", "ACCESSKEY", "PRIVATE_KEY", "PRIVATEKEY"),
+        back=61,
+        run=_ENV_NAME.__contains__,
+    ),
+]  # fmt: skip
+assert len(_WHERE) == len(_COMPILED)
+
+
+def _positions(hay: str, needles: tuple[str, ...]) -> list[int]:
+    out: list[int] = []
+    for needle in needles:
+        at = hay.find(needle)
+        while at >= 0:
+            out.append(at)
+            at = hay.find(needle, at + 1)
+    return sorted(set(out)) if len(needles) > 1 else out
+
+
+def _sub_near(kind: str, pattern: re.Pattern[str], where: _Where, text: str, hay: str) -> str:
+    """`pattern.sub` of the masks, trying the pattern only near the needles."""
+    at = _positions(hay, where.needles)
+    if not at:
+        return text
+    if where.back < 0:
+        return pattern.sub(lambda m: _mask_match(kind, m), text)
+    out: list[str] = []
+    last = 0  # end of the previous match: matches never overlap, as with sub
+    for k in at:
+        if k < last:
+            continue
+        if where.then is not None and not any(
+            where.then(text, k + len(n)) for n in where.needles if hay.startswith(n, k)
+        ):
+            continue
+        start = k
+        floor = max(last, k - where.back)
+        if where.run is not None:
+            while start > floor and where.run(text[start - 1]):
+                start -= 1
+            if start == k - _MAX_BACK and start > last:  # an unbounded run went too far back
+                return pattern.sub(lambda m: _mask_match(kind, m), text)
+        for p in range(start, k + 1):  # the leftmost match, as sub finds it
+            m = pattern.match(text, p)
+            if m is not None:
+                out.append(text[last:p])
+                out.append(_mask_match(kind, m))
+                last = m.end()
+                break
+    if not out:
+        return text
+    out.append(text[last:])
+    return "".join(out)
+
+
 _ALREADY = re.compile(r"^<redacted:[a-z\-]+>$")
 
 
@@ -230,6 +361,25 @@ def redact(text: str, extra_values: Iterable[str] = ()) -> str:
 
 
 def _mask(text: str, extra_values: tuple[str, ...]) -> str:
+    for value in extra_values:
+        if value and len(value) >= 6:
+            text = text.replace(value, "<redacted:api-key>")
+    folded, folded_of = "", None
+    for (kind, pattern), where in zip(_COMPILED, _WHERE, strict=True):
+        hay = text
+        if where.fold:
+            if folded_of is not text:  # the text changed with the last mask
+                folded, folded_of = (text.lower() if text.isascii() else text.casefold()), text
+            if len(folded) != len(text):  # positions would not line up: scan it all
+                text = pattern.sub(lambda m, k=kind: _mask_match(k, m), text)
+                continue
+            hay = folded
+        text = _sub_near(kind, pattern, where, text, hay)
+    return text
+
+
+def _mask_everywhere(text: str, extra_values: tuple[str, ...] = ()) -> str:
+    """`_mask` by scanning the whole text with every pattern: the reference it must equal."""
     for value in extra_values:
         if value and len(value) >= 6:
             text = text.replace(value, "<redacted:api-key>")

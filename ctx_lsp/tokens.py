@@ -261,6 +261,32 @@ def truncate_to_tokens(text: str, n: int, keep: Literal["start", "end"] = "start
         raise ValueError(f"keep must be 'start' or 'end', not {keep!r}")
     if n <= 0 or not text:
         return ""
+    enc = _encoder if _encoder is not None else _load()
+    if enc is False:
+        return text if estimate_tokens(text) <= n else _truncate_estimate(text, n, keep)
+    if len(text) >= 64 and (known := _counts.get(_text_key(text))) is not None and known <= n:
+        return text  # a text that recurs (a summary, a related snippet) is counted once
+    # Encode only the end that is kept: a slice of ~4 characters a token, widened while it
+    # holds no more than n tokens (long whitespace runs make tokens of many characters).
+    width = 4 * n + 64
+    while True:
+        piece = text if width >= len(text) else text[:width] if keep == "start" else text[-width:]
+        ids = enc.encode_ordinary(piece)
+        if len(ids) <= n and piece is text:
+            return text
+        if len(ids) > n + 1 or piece is text:  # +1: the token cut at the slice's edge
+            break
+        width *= 2
+    budget = n
+    while budget > 0:
+        part = ids[:budget] if keep == "start" else ids[len(ids) - budget :]
+        # A cut may split a multi-byte character: drop the broken bytes.
+        out = enc.decode_bytes(part).decode("utf-8", "ignore")
+        got = len(enc.encode_ordinary(out))
+        if got <= n:
+            return out
+        budget -= max(1, got - n)
+    return ""
     if count_tokens(text) <= n:
         return text
     enc = _encoder if _encoder is not None else _load()
