@@ -187,7 +187,11 @@ class Assistant:
         }
         # the backend (endpoint and model) is part of the key: switching never serves
         # another model's answers
-        key = cache_key(self.backend.describe(), params, built.messages)
+        key = (
+            cache_key(self.backend.describe(), params, built.messages)
+            if self.cache is not None
+            else ""
+        )
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             log.info("%s answered from the cache", req.kind)
             if on_delta is not None:

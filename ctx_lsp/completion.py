@@ -26,7 +26,11 @@ def cursor_window(doc: Document, line: int, char: int, settings: Settings) -> tu
     # ≤ 4 chars a token, plus a margin so a secret across the cut is masked whole first
     prefix, suffix = doc.window(line, char, before * 4 + MASK_MARGIN, after * 4 + MASK_MARGIN)
     prefix, suffix = redact(prefix), redact(suffix)
-    return truncate_to_tokens(prefix, before, keep="end"), truncate_to_tokens(suffix, after)
+    # sizing only: the builder counts the task exactly
+    return (
+        truncate_to_tokens(prefix, before, keep="end", exact=False),
+        truncate_to_tokens(suffix, after, exact=False),
+    )
 
 
 def completion_request(

@@ -252,10 +252,18 @@ def _truncate_estimate(text: str, n: int, keep: str) -> str:
     return text[:lo] if keep == "start" else text[len(text) - lo :]
 
 
-def truncate_to_tokens(text: str, n: int, keep: Literal["start", "end"] = "start") -> str:
+#: Characters per token in the last text truncated (code: 3-5), to size the next slice.
+_chars_per_token = 4.0
+
+
+def truncate_to_tokens(
+    text: str, n: int, keep: Literal["start", "end"] = "start", *, exact: bool = True
+) -> str:
     """The longest start (``keep="start"``) or end (``keep="end"``) of ``text`` within ``n`` tokens.
 
-    The result always satisfies ``count_tokens(result) <= n``; ``n <= 0`` gives ``""``.
+    The result always satisfies ``count_tokens(result) <= n``; ``n <= 0`` gives ``""``. With
+    ``exact=False`` the cut text is not encoded again to check it: a cut may tokenize a token
+    or two differently (for sizing that the caller counts exactly later).
     """
     if keep not in ("start", "end"):
         raise ValueError(f"keep must be 'start' or 'end', not {keep!r}")
@@ -266,12 +274,15 @@ def truncate_to_tokens(text: str, n: int, keep: Literal["start", "end"] = "start
         return text if estimate_tokens(text) <= n else _truncate_estimate(text, n, keep)
     if len(text) >= 64 and (known := _counts.get(_text_key(text))) is not None and known <= n:
         return text  # a text that recurs (a summary, a related snippet) is counted once
-    # Encode only the end that is kept: a slice of ~4 characters a token, widened while it
-    # holds no more than n tokens (long whitespace runs make tokens of many characters).
-    width = 4 * n + 64
+    # Encode only the end that is kept: a slice sized by the characters per token seen so
+    # far, widened while it holds no more than n tokens.
+    global _chars_per_token
+    width = int(n * _chars_per_token * 1.2) + 64
     while True:
         piece = text if width >= len(text) else text[:width] if keep == "start" else text[-width:]
         ids = enc.encode_ordinary(piece)
+        if len(ids) > 16:
+            _chars_per_token = min(8.0, max(2.0, len(piece) / len(ids)))
         if len(ids) <= n and piece is text:
             return text
         if len(ids) > n + 1 or piece is text:  # +1: the token cut at the slice's edge
@@ -282,6 +293,8 @@ def truncate_to_tokens(text: str, n: int, keep: Literal["start", "end"] = "start
         part = ids[:budget] if keep == "start" else ids[len(ids) - budget :]
         # A cut may split a multi-byte character: drop the broken bytes.
         out = enc.decode_bytes(part).decode("utf-8", "ignore")
+        if not exact:
+            return out
         got = len(enc.encode_ordinary(out))
         if got <= n:
             return out
