@@ -509,9 +509,11 @@ class History:
         return self._count
 
     def for_prompt(self, n: int) -> list[ChatMessage]:
-        """The latest summary (if any), then the last `n` non-summary messages it does not cover."""
+        """The latest summary (if any), then the last `n` messages of the conversation it does
+        not cover. Inline completions are left out: they are many and small, and a typing
+        session of them must not push the explain/fix conversation out of prompts."""
         with self._mutex:
             self._sync(locked=False)  # exchanges another process (the CLI, a second window) added
-            (rest,) = self._after_summary([(n, _not_summary, None)])
+            (rest,) = self._after_summary([(n, _talk, self._talk)])
             summary = [] if self._summary is None else [self._summary[1]]
             return summary + [m for _, m in rest]

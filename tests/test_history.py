@@ -372,3 +372,21 @@ def test_reader_never_mistakes_an_append_in_progress_for_damage(tmp_path: Path) 
     reader.refresh()
     assert [m.id for m in reader.messages()] == [f"w{i}" for i in range(150)]
     assert store.take_problems() == []
+
+
+def test_prompts_keep_the_conversation_through_a_typing_session(tmp_path: Path) -> None:
+    """Completions are recorded, but a burst of them must not push the explain/fix
+    conversation out of the messages prompts carry."""
+    history = History(CtxStore(tmp_path, ("users", "u")))
+    history.append(
+        ChatMessage("user", "Explain parse()", kind="explain"),
+        ChatMessage("assistant", "parse() reads the header", kind="explain"),
+    )
+    for i in range(300):
+        history.append(
+            ChatMessage("user", f"Complete a.py:{i}", kind="completion"),
+            ChatMessage("assistant", f"x = {i}", kind="completion"),
+        )
+    picked = history.for_prompt(10)
+    assert [m.content for m in picked] == ["Explain parse()", "parse() reads the header"]
+    assert len(History(CtxStore(tmp_path, ("users", "u"))).load()) == 602

@@ -36,17 +36,19 @@ def mirrored(history: History) -> int:
 def reference_for_prompt(
     messages: list[ChatMessage], covers: dict[str, str], n: int
 ) -> list[ChatMessage]:
-    """`History.for_prompt` over a full list: the latest summary, then the last `n` other
-    messages after what it covers (after the summary itself if that is not found before it)."""
+    """`History.for_prompt` over a full list: the latest summary, then the last `n` messages
+    of the conversation (not summaries, not completions) after what it covers (after the
+    summary itself if that is not found before it)."""
+    talk = ("summary", "completion")
     at = max((i for i, m in enumerate(messages) if m.kind == "summary"), default=None)
     if at is None:
-        rest = [m for m in messages if m.kind != "summary"]
+        rest = [m for m in messages if m.kind not in talk]
         return rest[-n:] if n > 0 else []
     start = next(
         (i + 1 for i in range(at - 1, -1, -1) if messages[i].id == covers.get(messages[at].id)),
         at + 1,
     )
-    rest = [m for m in messages[start:] if m.kind != "summary"]
+    rest = [m for m in messages[start:] if m.kind not in talk]
     return [messages[at], *(rest[-n:] if n > 0 else [])]
 
 
@@ -61,8 +63,9 @@ def test_memory_stays_bounded_while_views_see_everything(tmp_path: Path) -> None
     print(f"\n[history memory] {N} messages appended, at most {most} in memory")
     assert most <= 2 * 500
 
-    assert history.for_prompt(10) == sent[-10:]
-    assert history.for_prompt(3000) == sent[-3000:]  # more than memory holds: read back
+    talk = [m for m in sent if m.kind != "completion"]
+    assert history.for_prompt(10) == talk[-10:]
+    assert history.for_prompt(3000) == talk[-3000:]  # more than memory holds: read back
     assert history.recent(5) == sent[-5:] and history.recent(2500) == sent[-2500:]
     assert len(history) == N
     assert history.messages() == sent
@@ -70,7 +73,7 @@ def test_memory_stays_bounded_while_views_see_everything(tmp_path: Path) -> None
 
     again = History(store, memory_messages=500)
     assert again.load() == sent and mirrored(again) <= 2 * 500
-    assert again.for_prompt(10) == sent[-10:] and len(again) == N
+    assert again.for_prompt(10) == talk[-10:] and len(again) == N
     assert store.take_problems() == []
 
 

@@ -90,6 +90,21 @@ class CtxProtocol(LanguageServerProtocol):
             return
         super().handle_message(message)
 
+    def _execute_handler(self, msg_id: Any, handler: Any, callback: Any, *a: Any, **kw: Any):
+        """pygls keeps the future of every notification whose handler is a generator, a
+        coroutine or a thread function under a fresh id, and forgets to drop it: one per
+        didChange, for the life of the server. Drop it when it is done."""
+        super()._execute_handler(msg_id, handler, callback, *a, **kw)
+        if callback != self._check_handler_result:  # a request: pygls pops it as it answers
+            return
+        future = self._request_futures.get(msg_id)
+        if future is None:
+            return
+        if future.done():
+            del self._request_futures[msg_id]
+        else:
+            future.add_done_callback(lambda _: self._request_futures.pop(msg_id, None))
+
     def _user(self, method: str, params: Any):
         if (handler := self.fm.features.get(method)) is not None:
             yield handler, (params,), None

@@ -63,12 +63,6 @@ def _samples(result) -> str:
     return ", ".join(f"{t:.0f}: {kb / 1024:.1f}" for t, kb in result.samples[::every])
 
 
-@pytest.mark.xfail(
-    reason="BUG: redact._redact is an lru_cache(maxsize=512) keyed by whole texts of up to "
-    "1,000,000 chars (redact.MEMO_MAX_CHARS): every keystroke in a 900 KB document adds its "
-    "new text and masked copy, ~0.85 MiB each, up to ~1 GB",
-    strict=True,
-)
 def test_typing_in_a_large_document_holds_memory(tmp_path: Path, home: Path) -> None:
     root = tmp_path / "ws"
     root.mkdir()
