@@ -156,7 +156,49 @@ async def overhead(sb: Sandbox, ws: Workspace, fake: FakeOpenAI) -> dict[str, fl
         f"prompt sent: median {median(prompt_chars):,.0f} chars; "
         f"backend calls {len(calls)} for {len(positions)} requests\n"
     )
+    steps = assembly_in_process(ws, env)
+    print(
+        "prompt assembly in this process, median per request: "
+        + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in steps.items())
+        + f" (sum {sum(steps.values()) * 1e3:.2f} ms)\n"
+    )
     return {"diff": diff, "ctx": median(ctx_t), "bare": median(bare_t)}
+
+
+def assembly_in_process(ws: Workspace, env: dict[str, str]) -> dict[str, float]:
+    """Where the server-side time goes: the same prompts built in this process (no protocol,
+    no HTTP, no other thread), median ms per request of each step."""
+    from ctx_lsp.completion import completion_request
+    from ctx_lsp.documents import Document
+    from ctx_lsp.relevance import OpenDoc
+    from ctx_lsp.runtime import Runtime
+
+    rt = Runtime(env)
+    folder = rt.add_folder(ws.root)
+    rt.load()
+    rt.settings = Settings(context_tokens=4096, cache=False)
+    docs = []
+    for uri, text in zip(ws.docs, ws.texts, strict=True):
+        rel = uri.rsplit("/src/", 1)[1]
+        docs.append((f"src/{rel}", Document(uri, text, "python", 1)))
+    triples = [(rel, d, False) for rel, d in docs]
+    assistant = rt.assistant(folder)
+    steps: dict[str, list[float]] = {"cursor window": [], "view": [], "build": []}
+    by_uri = dict((d.uri, (rel, d)) for rel, d in docs)
+    for uri, line, char in ws.positions(N_REQUESTS + WARMUP)[WARMUP:]:
+        rel, doc = by_uri[uri]
+        t0 = time.perf_counter()
+        req = completion_request(rt.settings, uri, doc, rel, doc.offset_at(line, char))
+        t1 = time.perf_counter()
+        opened = [OpenDoc(d.uri, r, d.language_id, d.text, d.modified) for r, d in docs]
+        view = rt.view(folder, opened, triples)
+        t2 = time.perf_counter()
+        assistant.build(req, view.docs, view.summary)
+        t3 = time.perf_counter()
+        steps["cursor window"].append(t1 - t0)
+        steps["view"].append(t2 - t1)
+        steps["build"].append(t3 - t2)
+    return {k: median(v) for k, v in steps.items()}
 
 
 async def burst(sb: Sandbox, ws: Workspace, fake: FakeOpenAI) -> tuple[bool, str]:

@@ -6,8 +6,9 @@ from .assistant import Request
 from .documents import Document
 from .redact import redact
 from .relevance import OpenDoc
+from .runtime import MAX_RELATED_CHARS
 from .settings import Settings
-from .tokens import truncate_to_tokens
+from .tokens import chars_per_token
 
 #: Share of the prompt budget for the cursor window: the rest is for related code from
 #: other files, the conversation and the project summary (all trimmed to fit).
@@ -20,17 +21,20 @@ PREFIX_SHARE = 0.75
 
 def cursor_window(doc: Document, line: int, char: int, settings: Settings) -> tuple[str, str]:
     """Prefix and suffix sized in tokens up front, so the builder seldom has to trim the
-    window (a trimmed window leaves no room for related code)."""
+    window (a trimmed window leaves no room for related code). Sized by the characters per
+    token of the code counted lately, not by encoding it: the builder counts the task exactly
+    and trims it if the estimate was short."""
     tokens = int((settings.context_tokens - settings.max_tokens) * WINDOW_SHARE)
-    before, after = int(tokens * PREFIX_SHARE), tokens - int(tokens * PREFIX_SHARE)
-    # ≤ 4 chars a token, plus a margin so a secret across the cut is masked whole first
-    prefix, suffix = doc.window(line, char, before * 4 + MASK_MARGIN, after * 4 + MASK_MARGIN)
-    prefix, suffix = redact(prefix), redact(suffix)
-    # sizing only: the builder counts the task exactly
-    return (
-        truncate_to_tokens(prefix, before, keep="end", exact=False),
-        truncate_to_tokens(suffix, after, exact=False),
-    )
+    cpt = chars_per_token()
+    before = int(int(tokens * PREFIX_SHARE) * cpt)
+    after = int((tokens - int(tokens * PREFIX_SHARE)) * cpt)
+    # a margin so a secret across the cut is masked whole first
+    prefix, suffix = doc.window(line, char, before + MASK_MARGIN, after + MASK_MARGIN)
+    # The whole text's masking is memoized (every open document up to MAX_RELATED_CHARS is
+    # masked for the context anyway): when it has nothing to mask, neither has any piece of it.
+    if len(doc.text) > MAX_RELATED_CHARS or redact(doc.text) is not doc.text:
+        prefix, suffix = redact(prefix), redact(suffix)
+    return prefix[max(0, len(prefix) - before) :], suffix[:after]
 
 
 def completion_request(

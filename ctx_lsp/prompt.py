@@ -319,7 +319,9 @@ def _assemble(
         shell = count_tokens(_snippet_section(snip, "")) + _SEP_TOKENS + extra
         text_room = left - shell - count_tokens(_ELLIPSIS)
         if text_room >= MIN_PARTIAL_SNIPPET:
-            cut = truncate_to_tokens(snip.text, text_room, keep="start").rstrip("\n") + "\n…"
+            # sizing only: the section is counted exactly below
+            cut = truncate_to_tokens(snip.text, text_room, keep="start", exact=False)
+            cut = cut.rstrip("\n") + "\n…"
             section = _snippet_section(snip, cut)
             need = count_tokens(section) + _SEP_TOKENS + extra
             if need <= left:

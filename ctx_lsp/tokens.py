@@ -189,7 +189,20 @@ def count_tokens(text: str) -> int:
     if n is None:
         n = len(enc.encode_ordinary(text))
         _counts.put(key, n)
+        _learn(len(text), n)
     return n
+
+
+def chars_per_token() -> float:
+    """Characters per token of the latest long texts counted (code: 3 to 5): for sizing a
+    slice of text before it is counted."""
+    return _chars_per_token
+
+
+def _learn(chars: int, tokens: int) -> None:
+    global _chars_per_token
+    if tokens > 64:
+        _chars_per_token = min(8.0, max(2.0, chars / tokens))
 
 
 #: Counts remembered. Entries hold no text (see :func:`_text_key`): ~330 bytes each, ~1.4 MB in all.
@@ -252,7 +265,7 @@ def _truncate_estimate(text: str, n: int, keep: str) -> str:
     return text[:lo] if keep == "start" else text[len(text) - lo :]
 
 
-#: Characters per token in the last text truncated (code: 3-5), to size the next slice.
+#: Characters per token in the latest long text encoded (code: 3-5), to size slices.
 _chars_per_token = 4.0
 
 
@@ -276,13 +289,11 @@ def truncate_to_tokens(
         return text  # a text that recurs (a summary, a related snippet) is counted once
     # Encode only the end that is kept: a slice sized by the characters per token seen so
     # far, widened while it holds no more than n tokens.
-    global _chars_per_token
     width = int(n * _chars_per_token * 1.2) + 64
     while True:
         piece = text if width >= len(text) else text[:width] if keep == "start" else text[-width:]
         ids = enc.encode_ordinary(piece)
-        if len(ids) > 16:
-            _chars_per_token = min(8.0, max(2.0, len(piece) / len(ids)))
+        _learn(len(piece), len(ids))
         if len(ids) <= n and piece is text:
             return text
         if len(ids) > n + 1 or piece is text:  # +1: the token cut at the slice's edge
