@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lsprotocol import types
 
+from .. import memory
 from ..documents import Encoding
 from . import CtxServer, uri_path
 from .progress import Progress
@@ -37,6 +38,7 @@ def register(server: CtxServer) -> None:
         ls.run_task(asyncio.to_thread(warm_up), "warm up")
         await pull_configuration(ls)
         ls.run_task(load_local_model(ls), "load the local model")
+        ls.run_task(release_memory(), "release memory")
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(
@@ -72,6 +74,14 @@ def warm_up() -> None:
     from ..tokens import count_tokens
 
     count_tokens("warm up")
+
+
+async def release_memory() -> None:
+    """Every so often, give freed heap back: resident memory then follows what is in use."""
+    while True:
+        await asyncio.sleep(memory.TRIM_EVERY_S)
+        if not memory.release():
+            return
 
 
 async def load_local_model(ls: CtxServer) -> None:
