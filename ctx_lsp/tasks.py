@@ -24,6 +24,8 @@ DIFF_SHARE = 0.6
 COMMIT_DIFF_BYTES = 8_000_000
 #: Share of the budget history may take before older history is summarized.
 HISTORY_SHARE = 0.3
+#: Messages a summary condenses at most (the history keeps ~1,000 recent ones in memory).
+SUMMARIZE_MESSAGES = 200
 #: Lines of context shown around the lines a fix replaces.
 FIX_CONTEXT_LINES = 30
 
@@ -190,7 +192,9 @@ def without_excluded(diff: Diff, reason: Callable[[str], str | None]) -> Diff:
 async def summarize(a: Assistant, view: View, keep_recent: int = 4) -> str:
     """Condense the history before the last `keep_recent` messages into a summary that
     replaces them in prompts; the full history stays on disk."""
-    history = a.folder.history.for_prompt(10_000)
+    # the newest part only: older messages were condensed by the previous summary or are too
+    # old to matter, and reading a long history back from disk costs a second and tens of MB
+    history = a.folder.history.for_prompt(SUMMARIZE_MESSAGES)
     previous = "\n".join(m.content for m in history if m.kind == "summary")
     turns = [m for m in history if m.kind not in ("summary", "completion")]
     older = turns[:-keep_recent] if keep_recent else turns

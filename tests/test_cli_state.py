@@ -4,6 +4,7 @@ state in `.ctx/` (reported, moved aside, exit 4, the command still works)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -281,3 +282,20 @@ def test_no_stray_ctx_folder_for_reads(home: Path, tmp_path: Path) -> None:
     for args in (["history", "show"], ["session", "show"], ["tree"], ["templates", "list"]):
         assert run_cli(plain, *args).returncode == 0
     assert not (plain / ".ctx").exists()
+
+
+def test_summarize_a_long_history_condenses_its_newest_part(
+    ws: Path, fake_openai: FakeOpenAI
+) -> None:
+    """A summary of a long history reads the recent conversation, not the whole file: the
+    summary prompt holds the newest messages and not the first ones."""
+    from ctx_lsp.tasks import SUMMARIZE_MESSAGES
+
+    seed(ws, SUMMARIZE_MESSAGES * 3)
+    fake_openai.enqueue(Reply("We discussed the recent messages."))
+    out = run_json(ws, "history", "summarize", env=fake_openai.env())
+    assert out["text"] == "We discussed the recent messages."
+    prompt = fake_openai.prompts()[-1]
+    newest = SUMMARIZE_MESSAGES * 3 - 5  # the last 4 stay as they are
+    assert re.search(rf"message {newest}\b", prompt)
+    assert not re.search(r"message [01]\b", prompt)
