@@ -14,6 +14,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from .textkey import text_key
+
 # (kind, pattern); a pattern with a group masks only that group, keeping the rest readable.
 _PATTERNS: list[tuple[str, str]] = [
     # a whole block, or a block cut before its END line (masked to the end of the text)
@@ -270,22 +272,6 @@ MEMO_MAX_BYTES = 16 * 1024 * 1024
 MEMO_MAX_ENTRIES = 2048
 #: The fixed charge: the key (with its check sample) and the ordered dict's node.
 _ENTRY_BYTES = 512
-#: Characters kept from the start, the middle and the end of a memoized text, as a check.
-_SAMPLE = 16
-
-
-def _text_key(text: str) -> object:
-    """A memo key for `text` that does not hold it.
-
-    Its length and `hash()` (a keyed 64-bit SipHash that CPython caches on the str: free for
-    an open document's text seen before), with the first, middle and last characters as a
-    check. Short texts are their own key."""
-    n = len(text)
-    if n <= 6 * _SAMPLE:
-        return text
-    mid = n // 2
-    sample = text[:_SAMPLE] + text[mid - _SAMPLE : mid + _SAMPLE] + text[-_SAMPLE:]
-    return (n, hash(text), sample)
 
 
 class _MaskMemo:
@@ -293,8 +279,8 @@ class _MaskMemo:
 
     Documents and prompt parts recur request after request (the server masks every open
     document for every completion), so a hit must cost no pass over the text; see
-    :func:`_text_key`. A text without secrets is stored as "" (unchanged: masking never
-    empties a text), not copied."""
+    :func:`ctx_lsp.textkey.text_key`. A text without secrets is stored as "" (unchanged:
+    masking never empties a text), not copied."""
 
     def __init__(self, max_bytes: int, max_entries: int) -> None:
         self.max_bytes, self.max_entries = max_bytes, max_entries
@@ -351,7 +337,7 @@ def redact(text: str, extra_values: Iterable[str] = ()) -> str:
     if not text:
         return text
     extra = tuple(extra_values) + tuple(_KNOWN)
-    key = (_text_key(text), extra)
+    key = (text_key(text), extra)
     found = _memo.get(key)
     if found is None:
         masked = _mask(text, extra)

@@ -38,6 +38,8 @@ import threading
 from collections import OrderedDict
 from typing import Any, Literal
 
+from .textkey import text_key
+
 #: Encodings tried, best first, with the blob tiktoken loads and the SHA-256 it expects.
 _ENCODINGS: tuple[tuple[str, str, str], ...] = (
     (
@@ -184,7 +186,7 @@ def count_tokens(text: str) -> int:
     if len(text) < 64:
         return len(enc.encode_ordinary(text))
     # related snippets, summaries and open documents recur from one completion to the next
-    key = _text_key(text)
+    key = text_key(text)
     n = _counts.get(key)
     if n is None:
         n = len(enc.encode_ordinary(text))
@@ -205,17 +207,9 @@ def _learn(chars: int, tokens: int) -> None:
         _chars_per_token = min(8.0, max(2.0, chars / tokens))
 
 
-#: Counts remembered. Entries hold no text (see :func:`_text_key`): ~330 bytes each, ~1.4 MB in all.
+#: Counts remembered. Entries hold no text (see :func:`ctx_lsp.textkey.text_key`): ~330 bytes
+#: each, ~1.4 MB in all.
 COUNTS_MAX_ENTRIES = 4096
-_SAMPLE = 16
-
-
-def _text_key(text: str) -> object:
-    """A memo key for `text` that does not hold it (as in :mod:`ctx_lsp.redact`): its length
-    and `hash()` (which CPython caches on the str, so free for a text seen before), with the
-    first, middle and last characters as a check."""
-    n, mid = len(text), len(text) // 2
-    return (n, hash(text), text[:_SAMPLE] + text[mid - _SAMPLE : mid + _SAMPLE] + text[-_SAMPLE:])
 
 
 class _CountMemo:
@@ -285,7 +279,7 @@ def truncate_to_tokens(
     enc = _encoder if _encoder is not None else _load()
     if enc is False:
         return text if estimate_tokens(text) <= n else _truncate_estimate(text, n, keep)
-    if len(text) >= 64 and (known := _counts.get(_text_key(text))) is not None and known <= n:
+    if len(text) >= 64 and (known := _counts.get(text_key(text))) is not None and known <= n:
         return text  # a text that recurs (a summary, a related snippet) is counted once
     # Encode only the end that is kept: a slice sized by the characters per token seen so
     # far, widened while it holds no more than n tokens.

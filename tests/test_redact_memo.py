@@ -10,6 +10,7 @@ import tracemalloc
 import pytest
 
 from ctx_lsp import redact as redact_module
+from ctx_lsp import textkey
 from ctx_lsp.redact import redact, register_secret
 from tests.secrets_corpus import ALNUM, Corpus
 
@@ -95,7 +96,7 @@ def test_texts_that_differ_only_inside_are_not_confused(memo, at: float):
 def test_a_hash_collision_is_caught_by_the_sample(memo, monkeypatch: pytest.MonkeyPatch):
     """Should two texts of one length share their 64-bit hash, the characters kept from the
     start, the middle and the end still tell them apart when they differ there."""
-    monkeypatch.setattr(redact_module, "hash", lambda _text: 42, raising=False)
+    monkeypatch.setattr(textkey, "hash", lambda _text: 42, raising=False)
     pad = doc(30_000)
     mid = len(pad) // 2
     assignment = f'password = "{PW}"'
