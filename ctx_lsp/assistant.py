@@ -105,10 +105,9 @@ class Assistant:
         }
         history = self.folder.history.for_prompt(self.settings.history_messages)
         summary = "\n".join(m.content for m in history if m.kind == "summary")
+        # for_prompt leaves completions out: prompts carry the conversation (which also keeps
+        # a repeated completion's prompt identical, so the cache answers it)
         turns = [m for m in history if m.kind != "summary"]
-        # completions are many and small: prompts carry the conversation, not them (which
-        # also keeps a repeated completion's prompt identical, so the cache answers it)
-        turns = [m for m in turns if m.kind != "completion"]
         values.setdefault("history_summary", summary)
         rendered = self.templates.render(req.template, values, branch.branch)
         if rendered.missing:

@@ -119,11 +119,7 @@ def _numbered(everything: list[ChatMessage]) -> Iterator[Seq]:
     return ((i, everything[i]) for i in range(len(everything) - 1, -1, -1))
 
 
-def _not_summary(m: ChatMessage) -> bool:
-    return m.kind != "summary"
-
-
-def _talk(m: ChatMessage) -> bool:
+def _conversation(m: ChatMessage) -> bool:
     return m.kind not in ("summary", "completion")
 
 
@@ -449,7 +445,7 @@ class History:
         few recent completions, as far as a quarter of `max_bytes` allows without a gap."""
         few = min(COMPLETIONS_ON_ROTATE, self.keep_on_rotate // 10)
         talk, done = self._after_summary(
-            [(self.keep_on_rotate, _talk, self._talk), (few, _any, self._completions)]
+            [(self.keep_on_rotate, _conversation, self._talk), (few, _any, self._completions)]
         )
         keep = [m for _, m in heapq.merge(talk, done, key=lambda item: item[0])]
         if self._summary is not None:
@@ -514,6 +510,6 @@ class History:
         session of them must not push the explain/fix conversation out of prompts."""
         with self._mutex:
             self._sync(locked=False)  # exchanges another process (the CLI, a second window) added
-            (rest,) = self._after_summary([(n, _talk, self._talk)])
+            (rest,) = self._after_summary([(n, _conversation, self._talk)])
             summary = [] if self._summary is None else [self._summary[1]]
             return summary + [m for _, m in rest]

@@ -211,7 +211,7 @@ def _sub_near(kind: str, pattern: re.Pattern[str], where: _Where, text: str, hay
     if not at:
         return text
     if where.back < 0:
-        return pattern.sub(lambda m: _mask_match(kind, m), text)
+        return _sub_all(kind, pattern, text)
     out: list[str] = []
     last = 0  # end of the previous match: matches never overlap, as with sub
     for k in at:
@@ -227,7 +227,7 @@ def _sub_near(kind: str, pattern: re.Pattern[str], where: _Where, text: str, hay
             while start > floor and where.run(text[start - 1]):
                 start -= 1
             if start == k - _MAX_BACK and start > last:  # an unbounded run went too far back
-                return pattern.sub(lambda m: _mask_match(kind, m), text)
+                return _sub_all(kind, pattern, text)
         for p in range(start, k + 1):  # the leftmost match, as sub finds it
             m = pattern.match(text, p)
             if m is not None:
@@ -346,10 +346,19 @@ def redact(text: str, extra_values: Iterable[str] = ()) -> str:
     return found or text
 
 
-def _mask(text: str, extra_values: tuple[str, ...]) -> str:
+def _mask_values(text: str, extra_values: tuple[str, ...]) -> str:
     for value in extra_values:
         if value and len(value) >= 6:
             text = text.replace(value, "<redacted:api-key>")
+    return text
+
+
+def _sub_all(kind: str, pattern: re.Pattern[str], text: str) -> str:
+    return pattern.sub(lambda m: _mask_match(kind, m), text)
+
+
+def _mask(text: str, extra_values: tuple[str, ...]) -> str:
+    text = _mask_values(text, extra_values)
     folded, folded_of = "", None
     for (kind, pattern), where in zip(_COMPILED, _WHERE, strict=True):
         hay = text
@@ -357,7 +366,7 @@ def _mask(text: str, extra_values: tuple[str, ...]) -> str:
             if folded_of is not text:  # the text changed with the last mask
                 folded, folded_of = (text.lower() if text.isascii() else text.casefold()), text
             if len(folded) != len(text):  # positions would not line up: scan it all
-                text = pattern.sub(lambda m, k=kind: _mask_match(k, m), text)
+                text = _sub_all(kind, pattern, text)
                 continue
             hay = folded
         text = _sub_near(kind, pattern, where, text, hay)
@@ -366,11 +375,9 @@ def _mask(text: str, extra_values: tuple[str, ...]) -> str:
 
 def _mask_everywhere(text: str, extra_values: tuple[str, ...] = ()) -> str:
     """`_mask` by scanning the whole text with every pattern: the reference it must equal."""
-    for value in extra_values:
-        if value and len(value) >= 6:
-            text = text.replace(value, "<redacted:api-key>")
+    text = _mask_values(text, extra_values)
     for kind, pattern in _COMPILED:
-        text = pattern.sub(lambda m, k=kind: _mask_match(k, m), text)
+        text = _sub_all(kind, pattern, text)
     return text
 
 

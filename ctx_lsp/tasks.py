@@ -196,7 +196,7 @@ async def summarize(a: Assistant, view: View, keep_recent: int = 4) -> str:
     # old to matter, and reading a long history back from disk costs a second and tens of MB
     history = a.folder.history.for_prompt(SUMMARIZE_MESSAGES)
     previous = "\n".join(m.content for m in history if m.kind == "summary")
-    turns = [m for m in history if m.kind not in ("summary", "completion")]
+    turns = [m for m in history if m.kind != "summary"]
     older = turns[:-keep_recent] if keep_recent else turns
     if not older:
         raise TaskError("nothing to summarize yet")
@@ -218,7 +218,7 @@ async def maybe_summarize(a: Assistant) -> bool:
     """Summarize by itself when the history in a prompt would take more than its share
     of the budget, as a long chat would otherwise push code out of the prompt."""
     recent = a.folder.history.for_prompt(a.settings.history_messages)
-    turns = [m for m in recent if m.kind not in ("summary", "completion")]
+    turns = [m for m in recent if m.kind != "summary"]
     used = sum(count_tokens(m.content) for m in recent)
     if len(turns) <= 4 or used <= a.settings.context_tokens * HISTORY_SHARE:
         return False

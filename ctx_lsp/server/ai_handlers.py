@@ -43,7 +43,7 @@ def _memo_key(ls: CtxServer, folder: Folder, uri: str, version: int, offset: int
         ls.settings,
         folder.git.branch(),
         tuple(folder.pinned),
-        tuple(m.id for m in history if m.kind != "completion"),
+        tuple(m.id for m in history),
         ls.rt.config_stamp,
     )
 
