@@ -340,6 +340,7 @@ def tokenizer() -> str:
 _DIRECT = """\
 import asyncio, json, sys, time
 import openai
+from ctx_lsp.backend import _post_chat  # the very call the server makes
 
 async def main():
     cfg = json.loads(sys.stdin.read())
@@ -347,7 +348,7 @@ async def main():
     out = []
     for _ in range(cfg["n"]):
         t0 = time.perf_counter()
-        await client.chat.completions.create(**cfg["body"])
+        await _post_chat(client, cfg["body"])
         out.append(time.perf_counter() - t0)
     await client.close()
     print(json.dumps(out))

@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 from .backend import Backend, BackendConfig, BackendError, Usage, require_text
 from .cache import ResponseCache, cache_key
@@ -52,7 +52,6 @@ class Request:
     #: a model answer that is empty is an error for chat tasks, fine for completions
     allow_empty: bool = False
     stop: list[str] | None = None
-    extra_related: list[OpenDoc] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -95,7 +94,12 @@ class Assistant:
         self._secrets = (key,) if key else ()
 
     def build(self, req: Request, docs: Sequence[OpenDoc], project_summary: str) -> BuiltPrompt:
-        """The exact messages that would be sent: budgeted and masked (also the dry run)."""
+        """The exact messages that would be sent: budgeted and masked (also the dry run).
+
+        Every piece is masked where it comes from, never as a cut, and the joined messages are
+        not scanned again (that pass cost as much as all the rest of masking on each completion):
+        `docs` come masked from the view, the cursor window from `cursor_window`; the values,
+        the conversation and the rendered template text are masked here (memoized: they recur)."""
         branch = self.folder.git.branch()
         values = {
             "branch": branch.label(),
@@ -103,46 +107,52 @@ class Assistant:
             "context": project_summary,
             **req.values,
         }
+        values = {k: self._mask(v) for k, v in values.items()}
         history = self.folder.history.for_prompt(self.settings.history_messages)
-        summary = "\n".join(m.content for m in history if m.kind == "summary")
+        summary = "\n".join(self._mask(m.content) for m in history if m.kind == "summary")
         # for_prompt leaves completions out: prompts carry the conversation (which also keeps
         # a repeated completion's prompt identical, so the cache answers it)
-        turns = [m for m in history if m.kind != "summary"]
+        turns = [
+            ChatMessage(m.role, self._mask(m.content), time=m.time, kind=m.kind, id=m.id)
+            for m in history
+            if m.kind != "summary"
+        ]
         values.setdefault("history_summary", summary)
         rendered = self.templates.render(req.template, values, branch.branch)
         if rendered.missing:
             log.info("template %s: no value for %s", req.template, sorted(rendered.missing))
 
         related = []
-        others = [
-            d
-            for d in list(docs) + req.extra_related
-            if req.current is None or d.uri != req.current.uri
-        ]
+        others = [d for d in docs if req.current is None or d.uri != req.current.uri]
         if req.current is not None and req.cursor is not None:
             related = rank(req.current, req.cursor, others)
         elif others:
             related = rank(others[0], 0, others[1:]) if req.kind == "chat" else []
 
         parts = PromptParts(
-            system=rendered.system,
-            task=rendered.user,
+            system=self._mask(rendered.system),
+            # a template's own text may hold anything: masked whole with what filled it
+            task=self._mask(rendered.user),
             related=related,
-            history=[_strip_meta(m) for m in turns],
+            history=turns,
             history_summary=summary,
-            project_summary=project_summary,
+            project_summary=values["context"],
             kind=req.kind,
         )
         if req.window is not None:
             parts.cursor_prefix, parts.cursor_suffix = req.window
-            parts.render_task = task_renderer(self.templates, req.template, values, branch.branch)
+            render = task_renderer(self.templates, req.template, values, branch.branch)
+            if parts.task is not rendered.user:  # the template's own text holds a secret
+                parts.render_task = lambda p, s: self._mask(render(p, s))
+            else:
+                parts.render_task = render
         max_tokens = self._max_tokens(req)
         built = build_messages(parts, self.settings.context_tokens, reserve_output=max_tokens)
-        masked = [
-            ChatMessage(m.role, _valid_text(redact(m.content, self._secrets)), kind=m.kind)
-            for m in built.messages
-        ]
-        return BuiltPrompt(masked, built.tokens, built.dropped)
+        messages = [replace(m, content=_valid_text(m.content)) for m in built.messages]
+        return BuiltPrompt(messages, built.tokens, built.dropped)
+
+    def _mask(self, text: str) -> str:
+        return redact(text, self._secrets)
 
     async def _add_git_values(self, req: Request) -> None:
         """$recent_commits and $changes cost a git call: only for templates that use them."""
@@ -249,10 +259,6 @@ def _valid_text(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
     return text
-
-
-def _strip_meta(m: ChatMessage) -> ChatMessage:
-    return ChatMessage(m.role, m.content, time=m.time, kind=m.kind, id=m.id)
 
 
 __all__ = ["Answer", "Assistant", "BackendError", "Request", "backend_config"]

@@ -228,7 +228,7 @@ class Backend:
         return None
 
     async def _plain(self, client: AsyncOpenAI, kwargs: dict[str, Any], chars: int) -> Completion:
-        resp = await client.chat.completions.create(**kwargs)
+        resp = await _post_chat(client, kwargs)
         # A non-JSON body comes back as a str from the client, a JSON one of the wrong shape
         # as a model with missing attributes: both are a bad response.
         choices = getattr(resp, "choices", None)
@@ -251,9 +251,8 @@ class Backend:
     ) -> Completion:
         import openai
 
-        stream = await client.chat.completions.create(
-            **kwargs, stream=True, stream_options={"include_usage": True}
-        )
+        body = {**kwargs, "stream": True, "stream_options": {"include_usage": True}}
+        stream = await _post_chat(client, body, stream=True)
         parts: list[str] = []
         finish: str | None = None
         usage: Any = None
@@ -359,3 +358,22 @@ class Backend:
             return BackendError("server", msg + said, status=code)
         msg = f"{url} rejected the request ({code}) for model {model}"
         return BackendError("bad_request", msg + said, status=code)
+
+
+async def _post_chat(client: AsyncOpenAI, body: dict[str, Any], stream: bool = False) -> Any:
+    """POST /chat/completions through the client: its auth, timeout, response parsing and
+    errors, exactly as `chat.completions.create` sends it. Not `create` itself: it first walks
+    every message through its typed-dict transform (0.4 ms for a 17 KB completion prompt, a
+    tenth of the server's whole work per completion), and our bodies are plain JSON already."""
+    from openai import AsyncStream
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+    if stream:
+        return await client.post(
+            "/chat/completions",
+            body=body,
+            cast_to=ChatCompletion,
+            stream=True,
+            stream_cls=AsyncStream[ChatCompletionChunk],
+        )
+    return await client.post("/chat/completions", body=body, cast_to=ChatCompletion)

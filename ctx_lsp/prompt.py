@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from .messages import ChatMessage
 from .relevance import Snippet
 from .templates import TemplateLibrary
-from .tokens import count_tokens, truncate_to_tokens
+from .tokens import count_joined, count_tokens, truncate_to_tokens
 
 #: Tokens a chat API adds per message (role and separators), counted generously.
 MESSAGE_OVERHEAD = 4
@@ -69,7 +69,6 @@ MIN_PARTIAL_SNIPPET = 48
 PREFIX_SHARE = 0.75
 
 _SEP = "\n\n"
-_SEP_TOKENS = 1
 _ELLIPSIS = "\n…\n"
 _RELATED_HEADER = "Related code from other open files (most relevant first):"
 _PROJECT_HEADER = "Project context:"
@@ -288,6 +287,12 @@ def _core(parts: PromptParts, room: int, dropped: dict[str, int]) -> tuple[str, 
     return system, new_task
 
 
+def _joined_cost(piece: str) -> int:
+    """Tokens ``piece`` adds to a message it is joined into, followed by another piece
+    (see :func:`ctx_lsp.tokens.count_joined`)."""
+    return count_tokens(piece + _SEP)
+
+
 def _assemble(
     parts: PromptParts,
     system: str,
@@ -295,39 +300,49 @@ def _assemble(
     room: int,
     complete: bool,
     dropped: dict[str, int],
-) -> list[ChatMessage]:
+) -> tuple[list[ChatMessage], int]:
     """Add the optional parts into ``room`` tokens, strictly by priority: once a part (or an
     item of it) is dropped, everything of lower priority is dropped too. ``complete`` is False
-    when the core itself had to be trimmed (then no optional part goes in). Pieces are counted
-    one by one, which may be off by a few tokens; the caller checks the exact total."""
-    left = room - (_cost(system) if system else 0) - _cost(task)
-    # A system message that does not exist yet costs its overhead once something goes in it.
-    open_cost = 0 if system else MESSAGE_OVERHEAD - _SEP_TOKENS
+    when the core itself had to be trimmed (then no optional part goes in).
+
+    Returns the messages and their exact count. Each piece of the system message is counted
+    with the separator after it (as it stands in the joined text): counts of recurring pieces
+    are memo hits, and the joined message is never encoded whole. Only its last piece counts
+    without the separator, so the total may come out a token or so off the sum the room was
+    filled by; the caller checks it."""
+    task_cost = _cost(task)
+    left = room - (_cost(system) if system else 0) - task_cost
+    # What the first optional piece costs besides itself: the system text it follows gets
+    # the separator, or the system message is opened.
+    opening = _joined_cost(system) - count_tokens(system) if system else MESSAGE_OVERHEAD
+    opened = False
 
     # 2. Related code, in rank order; the first snippet that does not fit may be cut.
     related_sections: list[str] = []
     n_related = 0
     for snip in parts.related if complete else []:
-        extra = 0 if related_sections else count_tokens(_RELATED_HEADER) + _SEP_TOKENS + open_cost
+        extra = 0 if opened else opening + _joined_cost(_RELATED_HEADER)
         section = _snippet_section(snip)
-        need = count_tokens(section) + _SEP_TOKENS + extra
+        need = _joined_cost(section) + extra
         if need <= left:
             related_sections.append(section)
             left -= need
             n_related += 1
+            opened = True
             continue
-        shell = count_tokens(_snippet_section(snip, "")) + _SEP_TOKENS + extra
+        shell = _joined_cost(_snippet_section(snip, "")) + extra
         text_room = left - shell - count_tokens(_ELLIPSIS)
         if text_room >= MIN_PARTIAL_SNIPPET:
             # sizing only: the section is counted exactly below
             cut = truncate_to_tokens(snip.text, text_room, keep="start", exact=False)
             cut = cut.rstrip("\n") + "\n…"
             section = _snippet_section(snip, cut)
-            need = count_tokens(section) + _SEP_TOKENS + extra
+            need = _joined_cost(section) + extra
             if need <= left:
                 related_sections.append(section)
                 left -= need
                 n_related += 1
+                opened = True
                 dropped["related_truncated"] = 1
         break
     complete = complete and n_related == len(parts.related) and "related_truncated" not in dropped
@@ -360,7 +375,7 @@ def _assemble(
     project = ""
     if parts.project_summary:
         project = f"{_PROJECT_HEADER}\n{parts.project_summary}"
-        need = count_tokens(project) + _SEP_TOKENS + (open_cost if not related_sections else 0)
+        need = _joined_cost(project) + (0 if opened else opening)
         if not complete or need > left:
             project = ""
             dropped["project_summary"] = 1
@@ -370,13 +385,17 @@ def _assemble(
         system_pieces.append(_RELATED_HEADER)
         system_pieces.extend(related_sections)
     messages: list[ChatMessage] = []
+    total = REPLY_OVERHEAD + task_cost
     if system_pieces:
         messages.append(ChatMessage(role="system", content=_SEP.join(system_pieces)))
+        total += count_joined(system_pieces, _SEP) + MESSAGE_OVERHEAD
     if summary_msg is not None:
         messages.append(summary_msg)
+        total += _cost(summary_msg.content)
     messages.extend(reversed(kept_rev))
+    total += sum(_cost(m.content) for m in kept_rev)
     messages.append(ChatMessage(role="user", content=task, kind=parts.kind))
-    return messages
+    return messages, total
 
 
 def build_messages(parts: PromptParts, budget: int, reserve_output: int = 0) -> BuiltPrompt:
@@ -394,15 +413,15 @@ def build_messages(parts: PromptParts, budget: int, reserve_output: int = 0) -> 
     dropped: dict[str, int] = {}
     system, task = _core(parts, room, dropped)
     complete = not dropped  # the core is whole: optional parts may follow
-    # The pieces are counted one by one; merged text may tokenize a little differently, so
-    # check the real total and shrink the room for optional parts until it fits. Without any
-    # optional part the messages are exactly the core, which fits by construction; should a
-    # counter disagree with itself, the core is rebuilt smaller.
+    # The room is filled by counts of pieces with the separator after them; the exact total
+    # may differ by a token at the system message's last piece, so it is checked, and the room
+    # for optional parts shrinks until it fits. Without any optional part the messages are
+    # exactly the core, which fits by construction; should a counter disagree with itself,
+    # the core is rebuilt smaller.
     slack = 0
     for _ in range(64):
         opt_dropped: dict[str, int] = {}
-        messages = _assemble(parts, system, task, room - slack, complete, opt_dropped)
-        total = count_message_tokens(messages)
+        messages, total = _assemble(parts, system, task, room - slack, complete, opt_dropped)
         if total <= available:
             dropped.update(opt_dropped)
             return BuiltPrompt(messages=messages, tokens=total, dropped=dropped)

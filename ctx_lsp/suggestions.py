@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import string
 
 _FENCE = re.compile(r"^\s*```[\w+#.-]*[ \t]*\n(.*?)(?:\n```[ \t]*\s*)?$", re.DOTALL)
 _CURSOR = "<CURSOR>"
@@ -55,7 +56,17 @@ def clean_completion(reply: str, prefix: str, suffix: str) -> str:
     return text
 
 
+_WORD_CHARS = frozenset(string.ascii_letters + string.digits + "_")
+
+
 def word_before(prefix: str) -> str:
-    """The identifier being typed, for completion-item filtering."""
-    m = re.search(r"[A-Za-z_][A-Za-z0-9_]*$", prefix)
-    return m.group(0) if m else ""
+    """The identifier being typed, for completion-item filtering.
+
+    Walks back from the end: a regular expression anchored at the end would try every
+    position of a window of thousands of characters."""
+    start = len(prefix)
+    while start > 0 and prefix[start - 1] in _WORD_CHARS:
+        start -= 1
+    while start < len(prefix) and prefix[start].isdigit():  # an identifier starts with no digit
+        start += 1
+    return prefix[start:]

@@ -36,6 +36,7 @@ import string
 import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from .textkey import text_key
@@ -195,6 +196,33 @@ def count_tokens(text: str) -> int:
     return n
 
 
+def count_joined(pieces: Sequence[str], sep: str) -> int:
+    """``count_tokens(sep.join(pieces))`` without encoding the joined text, when it can be
+    had from counts of its parts (which recur from one prompt to the next: memo hits).
+
+    tiktoken splits a text into chunks with its encoding's pattern and encodes each chunk on
+    its own, so a text's count is the sum of its chunks' counts. In the cl100k and o200k
+    patterns, a chunk that reaches a line break ends there or takes only more line breaks
+    (and "/" for o200k): none runs on into a character that is not white space. So when `sep`
+    is line breaks only and every piece after the first starts with such a character (not
+    "/"), each of those pieces starts a chunk in the joined text as it does alone, and
+    ``count(join) = sum(count(piece + sep) for all but the last) + count(last)`` exactly
+    (``tests/test_tokens.py`` checks it on real code). Other cases, and the estimate (cheap
+    anyway), count the joined text."""
+    if len(pieces) < 2:
+        return count_tokens(pieces[0]) if pieces else 0
+    enc = _encoder if _encoder is not None else _load()
+    clean = (
+        enc is not False
+        and sep
+        and not sep.strip("\r\n")
+        and all(p[:1] and not p[0].isspace() and p[0] != "/" for p in pieces[1:])
+    )
+    if not clean:
+        return count_tokens(sep.join(pieces))
+    return sum(count_tokens(p + sep) for p in pieces[:-1]) + count_tokens(pieces[-1])
+
+
 def chars_per_token() -> float:
     """Characters per token of the latest long texts counted (code: 3 to 5): for sizing a
     slice of text before it is counted."""
@@ -304,19 +332,4 @@ def truncate_to_tokens(
         if got <= n:
             return out
         budget -= max(1, got - n)
-    return ""
-    if count_tokens(text) <= n:
-        return text
-    enc = _encoder if _encoder is not None else _load()
-    if enc is False:
-        return _truncate_estimate(text, n, keep)
-    ids = enc.encode_ordinary(text)
-    budget = n
-    while budget > 0:
-        part = ids[:budget] if keep == "start" else ids[len(ids) - budget :]
-        # A cut may split a multi-byte character: drop the broken bytes.
-        out = enc.decode_bytes(part).decode("utf-8", "ignore")
-        if count_tokens(out) <= n:
-            return out
-        budget -= max(1, count_tokens(out) - n)
     return ""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -178,14 +181,97 @@ def test_truncate_fits_and_is_a_slice(text: str, n: int, keep: str) -> None:
         assert out == text
 
 
-def test_counting_is_fast() -> None:
-    import time
+# -- counting joined pieces from the pieces' counts ------------------------------------------
 
-    text = "def f(x):\n    return x * 2  # comment\n" * 3000  # ~110 KB
-    count_tokens(text)
-    start = time.perf_counter()
-    for _ in range(20):
-        count_tokens(text)
-    per_call = (time.perf_counter() - start) / 20
-    limit = 0.05 if tokenizer_name() != ESTIMATE_NAME else 0.002
-    assert per_call < limit, f"{per_call * 1000:.2f} ms per 110 KB with {tokenizer_name()}"
+_OWN_SOURCES = sorted((Path(tokens.__file__).parent).rglob("*.py"))
+#: how pieces of a prompt's system message start: headers, fenced sections, and harder cases
+_STARTS = ["### ", "Project context:\n", "Related code", "def ", "(", "1", "`", "'s ", "é", "日"]
+#: how pieces end: code, closing fences, punctuation, white space and line breaks
+_ENDS = ["", "```", ".", "  ", "\n", " \n", "\n\n", "\t", "x", "'", "/"]
+
+
+def _pieces(rng: random.Random, n: int) -> list[str]:
+    out = []
+    for k in range(n):
+        text = rng.choice(_OWN_SOURCES).read_text(encoding="utf-8")
+        a = rng.randrange(len(text))
+        body = text[a : a + rng.randrange(1, 1500)]
+        start = "" if k == 0 else rng.choice(_STARTS)
+        out.append(start + body + rng.choice(_ENDS))
+    return out
+
+
+def _patterns() -> dict[str, str]:
+    """The pre-tokenizer patterns of the encodings we load, from the installed tiktoken (whose
+    constructors are asked with the BPE file left out: o200k's is not on this machine)."""
+    import tiktoken_ext.openai_public as public
+
+    original = public.load_tiktoken_bpe
+    public.load_tiktoken_bpe = lambda *a, **k: {}
+    try:
+        return {name: public.ENCODING_CONSTRUCTORS[name]()["pat_str"] for name in ENCODINGS}
+    finally:
+        public.load_tiktoken_bpe = original
+
+
+ENCODINGS = ("cl100k_base", "o200k_base")
+
+
+@pytest.mark.parametrize("name", ENCODINGS)
+def test_a_separator_of_line_breaks_starts_a_chunk_before_each_piece(name: str) -> None:
+    """What `count_joined` rests on: tiktoken encodes chunk by chunk, and the chunks of the
+    joined text are those of each piece with the separator after it, then the last piece."""
+    import regex
+
+    pattern = regex.compile(_patterns()[name])
+    rng = random.Random(name)
+    for _ in range(400):
+        pieces = _pieces(rng, rng.randrange(2, 6))
+        sep = rng.choice(["\n\n", "\n", "\r\n"])
+        joined = pattern.findall(sep.join(pieces))
+        parts = [c for p in pieces[:-1] for c in pattern.findall(p + sep)]
+        assert joined == parts + pattern.findall(pieces[-1]), pieces
+
+
+@pytest.mark.parametrize(
+    ("name", "pieces"),
+    [
+        pytest.param("o200k_base", ["x = a ```", "/path"], id="o200k-slash"),
+        pytest.param("cl100k_base", ["x = 1", " \ny"], id="cl100k-space-line-break"),
+        pytest.param("o200k_base", ["x = 1", "\t\ny"], id="o200k-tab-line-break"),
+    ],
+)
+def test_why_some_pieces_are_counted_joined(name: str, pieces: list[str]) -> None:
+    """Pieces starting with white space (or "/" in o200k) do join the separator's chunk."""
+    import regex
+
+    pattern = regex.compile(_patterns()[name])
+    joined = pattern.findall("\n\n".join(pieces))
+    assert joined != pattern.findall(pieces[0] + "\n\n") + pattern.findall(pieces[1])
+
+
+def test_count_joined_is_the_count_of_the_joined_text() -> None:
+    rng = random.Random(7)
+    for _ in range(300):
+        pieces = _pieces(rng, rng.randrange(1, 8))
+        assert tokens.count_joined(pieces, "\n\n") == count_tokens("\n\n".join(pieces))
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        pytest.param(["a ```", "/path"], id="slash-start"),  # o200k's pattern runs on into "/"
+        pytest.param(["x = 1", "  indented"], id="space-start"),
+        pytest.param(["x = 1", "\nline"], id="line-break-start"),
+        pytest.param(["x = 1", ""], id="empty-piece"),
+    ],
+)
+def test_pieces_that_could_join_a_chunk_are_counted_joined(pieces: list[str]) -> None:
+    assert tokens.count_joined(pieces, "\n\n") == count_tokens("\n\n".join(pieces))
+
+
+def test_count_joined_with_the_estimate(estimate_only: None) -> None:
+    rng = random.Random(3)
+    for _ in range(50):
+        pieces = _pieces(rng, rng.randrange(1, 6))
+        assert tokens.count_joined(pieces, "\n\n") == estimate_tokens("\n\n".join(pieces))
