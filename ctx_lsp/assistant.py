@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from .backend import Backend, BackendConfig, BackendError, Usage, require_text
 from .cache import ResponseCache, cache_key
 from .git import GitError
+from .history import History
 from .messages import ChatMessage
 from .prompt import BuiltPrompt, PromptParts, build_messages, task_renderer
 from .redact import redact
@@ -92,6 +93,9 @@ class Assistant:
         # the key in use is masked wherever it might appear, whatever its shape
         key = env.get(settings.api_key_env, "")
         self._secrets = (key,) if key else ()
+        #: takes completion exchanges instead of the history (the server writes them in
+        #: batches); None: each goes to the history on a worker thread
+        self.record_later: Callable[[History, tuple[ChatMessage, ...]], None] | None = None
 
     def build(self, req: Request, docs: Sequence[OpenDoc], project_summary: str) -> BuiltPrompt:
         """The exact messages that would be sent: budgeted and masked (also the dry run).
@@ -228,25 +232,37 @@ class Assistant:
             self.cache.put(key, text)
         if req.record and req.kind == "completion" and text.strip():
             # not part of the conversation in prompts: recorded off the request path
-            loop = asyncio.get_running_loop()
-            loop.run_in_executor(None, self.record, req, text, completion.usage, completion.model)
+            exchange = self.exchange(req, text, completion.usage, completion.model)
+            if self.record_later is not None:
+                self.record_later(self.folder.history, exchange)
+            else:
+                asyncio.get_running_loop().run_in_executor(None, self._append, exchange)
         elif req.record and text.strip():
             self.record(req, text, completion.usage, completion.model)
         return Answer(text, False, completion.usage, built)
 
     def record(self, req: Request, answer: str, usage: Usage, model: str) -> None:
         """Both sides of an exchange go to the history, masked, with their token counts."""
+        self._append(self.exchange(req, answer, usage, model))
+
+    def exchange(
+        self, req: Request, answer: str, usage: Usage, model: str
+    ) -> tuple[ChatMessage, ChatMessage]:
+        """The two messages of an exchange as the history keeps them (`answer` is masked)."""
         branch = self.folder.git.branch()
         meta = {"kind": req.kind, "file": req.file, "branch": branch.branch, "model": model}
         # masked before it is cut: a cut secret would no longer match its pattern
         short = redact(req.summary, self._secrets)
         if len(short) > SHORT_FORM_CHARS:
             short = short[:SHORT_FORM_CHARS] + " …"
+        return (
+            ChatMessage("user", short, prompt_tokens=usage.prompt_tokens, **meta),
+            ChatMessage("assistant", answer, completion_tokens=usage.completion_tokens, **meta),
+        )
+
+    def _append(self, messages: tuple[ChatMessage, ...]) -> None:
         try:
-            self.folder.history.append(
-                ChatMessage("user", short, prompt_tokens=usage.prompt_tokens, **meta),
-                ChatMessage("assistant", answer, completion_tokens=usage.completion_tokens, **meta),
-            )
+            self.folder.history.append(*messages)
         except Exception as exc:  # the answer still reaches the user
             log.error("cannot record the exchange in the history: %s", exc)
 

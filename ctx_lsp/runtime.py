@@ -190,7 +190,7 @@ class Runtime:
         # masked before ranking: heads and snippets are cut from these texts, and a cut
         # secret would no longer match its pattern (memoized per text)
         docs = [
-            replace(d, text=redact(d.text))
+            d if (masked := redact(d.text)) is d.text else replace(d, text=masked)
             for d in open_docs
             if folder.excluder.reason(d.path) is None and len(d.text) <= MAX_RELATED_CHARS
         ]

@@ -227,6 +227,39 @@ async def test_cache_answers_repeat_and_survives_restart(
     assert len(fake_openai.chat_requests()) == 2
 
 
+def _recorded(root: Path) -> list[tuple[str, str]]:
+    from ctx_lsp.history import History
+    from ctx_lsp.settings import Settings
+    from ctx_lsp.store import CtxStore
+
+    history = History(CtxStore(root, ("users", Settings().effective_user())))
+    return [(m.role, m.content) for m in history.load() if m.kind == "completion"]
+
+
+async def test_completions_reach_the_history_in_batches_and_at_shutdown(
+    lsp, project: Path, fake_openai: FakeOpenAI
+):
+    """Written together soon after (not one file write per suggestion), and none lost when
+    the editor shuts the server down right after a suggestion."""
+    fake_openai.reply = "scale_vector(xs, 3)"
+    client = await _start(lsp, project, fake_openai, cache=False)
+    uri = open_doc(client, project / "app.py")
+    for _ in range(3):
+        assert (await _inline(client, uri, 4, 11)).items
+    for _ in range(100):  # the batch is written about a second after the first suggestion
+        if len(_recorded(project)) == 6:
+            break
+        await asyncio.sleep(0.05)
+    recorded = _recorded(project)
+    assert [role for role, _ in recorded] == ["user", "assistant"] * 3
+    assert all(text == "scale_vector(xs, 3)" for role, text in recorded if role == "assistant")
+    assert "Complete app.py:5" in recorded[0][1]
+
+    assert (await _inline(client, uri, 4, 11)).items
+    await client.shutdown_session()
+    assert len(_recorded(project)) == 8, "the suggestion just before shutdown is in the history"
+
+
 async def test_position_past_end_is_clamped_and_unknown_document_is_empty(
     lsp, project: Path, fake_openai: FakeOpenAI
 ):

@@ -42,6 +42,7 @@ from ..settings import Layer, Settings
 from ..tasks import View
 from ..workspace import Folder
 from .reader import Reframed, answer_without_id
+from .records import DeferredRecords
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,7 @@ class CtxServer(LanguageServer):
         self._places: dict[str, tuple[Folder | None, str]] = {}
         #: finished suggestions by everything their prompt depends on: a repeat costs a lookup
         self.suggestions: OrderedDict[tuple[Any, ...], str] = OrderedDict()
+        self.records = DeferredRecords()
 
     # -- messages to the user: once per distinct text --------------------------
     def tell(
@@ -177,6 +179,11 @@ class CtxServer(LanguageServer):
         """pygls' reader loop skips or misreads some malformed frames, so it reads stdin
         through `Reframed`, which turns each of them into a parse error (see `reader`)."""
         super().start_io(Reframed(stdin or sys.stdin.buffer), stdout)
+
+    def shutdown(self) -> None:
+        """The end of the server, however it comes (shutdown request, exit, stdin closed)."""
+        self.records.flush()
+        super().shutdown()
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         # pygls' default shows every error; ours logs it and tells the user once. Errors we
@@ -280,7 +287,9 @@ class CtxServer(LanguageServer):
     # -- AI ----------------------------------------------------------------------
     def assistant(self, folder: Folder) -> Assistant:
         self.refresh(folder)
-        return self.rt.assistant(folder)
+        assistant = self.rt.assistant(folder)
+        assistant.record_later = self.records.add
+        return assistant
 
     def refresh(self, folder: Folder) -> None:
         """Before a job: edited config files or templates, and a branch switch (with
@@ -291,9 +300,10 @@ class CtxServer(LanguageServer):
         elif folder.refresh_scope(self.settings):
             log.info("session switched to %s", "/".join(folder.scope))
 
-    def view(self, folder: Folder) -> View:
+    def view(self, folder: Folder, refresh: bool = True) -> View:
         """What a job sees: open documents (unsaved text), pinned files, the summary."""
-        self.refresh(folder)
+        if refresh:
+            self.refresh(folder)
         documents = self.folder_documents(folder)
         docs = [OpenDoc(d.uri, rel, d.language_id, d.text, d.modified) for rel, d, _ in documents]
         view = self.rt.view(folder, docs, documents)

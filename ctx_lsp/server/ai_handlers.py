@@ -66,8 +66,9 @@ async def suggest(ls: CtxServer, uri: str, position: types.Position, channel: st
 
     async def work() -> str:
         req = completion_request(ls.settings, uri, doc, rel, offset)
-        view = ls.view(folder)
-        answer = await ls.assistant(folder).run(req, view.docs, view.summary)
+        assistant = ls.assistant(folder)  # takes edited config files in first
+        view = ls.view(folder, refresh=False)
+        answer = await assistant.run(req, view.docs, view.summary)
         assert req.window is not None
         return clean_completion(answer.text, *req.window)
 

@@ -66,6 +66,7 @@ def register(server: CtxServer) -> None:
     @server.feature(types.SHUTDOWN)
     def shutdown(ls: CtxServer, params: None) -> None:
         ls.save_sessions()
+        ls.records.flush()
 
 
 def warm_up() -> None:
