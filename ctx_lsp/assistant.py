@@ -17,7 +17,7 @@ from .cache import ResponseCache, cache_key
 from .git import GitError
 from .history import History
 from .messages import ChatMessage
-from .prompt import BuiltPrompt, PromptParts, build_messages, task_renderer
+from .prompt import BuiltPrompt, PromptParts, TaskRenderer, build_messages, task_renderer
 from .redact import redact
 from .relevance import OpenDoc, rank
 from .settings import Settings
@@ -126,6 +126,13 @@ class Assistant:
         if rendered.missing:
             log.info("template %s: no value for %s", req.template, sorted(rendered.missing))
 
+        # a template's own text may hold anything: masked whole with what filled it
+        task = self._mask(rendered.user)
+        render: TaskRenderer | None = None
+        if req.window is not None:
+            render = task_renderer(self.templates, req.template, values, branch.branch)
+            if task is not rendered.user:  # the template's own text holds a secret
+                render = _masked(render, self._mask)
         related = []
         others = [d for d in docs if req.current is None or d.uri != req.current.uri]
         if req.current is not None and req.cursor is not None:
@@ -135,21 +142,16 @@ class Assistant:
 
         parts = PromptParts(
             system=self._mask(rendered.system),
-            # a template's own text may hold anything: masked whole with what filled it
-            task=self._mask(rendered.user),
+            task=task,
             related=related,
             history=turns,
             history_summary=summary,
             project_summary=values["context"],
             kind=req.kind,
+            render_task=render,
         )
         if req.window is not None:
             parts.cursor_prefix, parts.cursor_suffix = req.window
-            render = task_renderer(self.templates, req.template, values, branch.branch)
-            if parts.task is not rendered.user:  # the template's own text holds a secret
-                parts.render_task = lambda p, s: self._mask(render(p, s))
-            else:
-                parts.render_task = render
         max_tokens = self._max_tokens(req)
         built = build_messages(parts, self.settings.context_tokens, reserve_output=max_tokens)
         messages = [replace(m, content=_valid_text(m.content)) for m in built.messages]
@@ -265,6 +267,10 @@ class Assistant:
             self.folder.history.append(*messages)
         except Exception as exc:  # the answer still reaches the user
             log.error("cannot record the exchange in the history: %s", exc)
+
+
+def _masked(render: TaskRenderer, mask: Callable[[str], str]) -> TaskRenderer:
+    return lambda prefix, suffix: mask(render(prefix, suffix))
 
 
 def _valid_text(text: str) -> str:

@@ -213,10 +213,14 @@ class Document:
     def window(self, line: int, character: int, before: int, after: int) -> tuple[str, str]:
         """(prefix, suffix): up to `before` chars before the position and `after` after it.
 
-        Built from the neighbouring lines only, so it never joins the whole text.
+        Built from the neighbouring lines when the whole text is not joined (after an edit),
+        so it never joins it.
         """
         if before < 0 or after < 0:
             raise DocumentError(f"negative window ({before}, {after})")
+        if self._text is not None:  # joined already (prompts read it): two slices
+            offset = self.offset_at(line, character)
+            return self._text[max(0, offset - before) : offset], self._text[offset : offset + after]
         lines = self._lines
         li, ci = self._resolve(line, character)
         head = [lines[li][:ci]]
