@@ -18,7 +18,7 @@ from .git import GitError
 from .history import History
 from .messages import ChatMessage
 from .prompt import BuiltPrompt, PromptParts, TaskRenderer, build_messages, task_renderer
-from .redact import redact
+from .redact import redact, register_secret
 from .relevance import OpenDoc, rank
 from .settings import Settings
 from .templates import TemplateLibrary
@@ -93,6 +93,9 @@ class Assistant:
         # the key in use is masked wherever it might appear, whatever its shape
         key = env.get(settings.api_key_env, "")
         self._secrets = (key,) if key else ()
+        # documents and the cursor window are masked before they get here, with the values
+        # registered: the key must be one of them
+        register_secret(key)
         #: takes completion exchanges instead of the history (the server writes them in
         #: batches); None: each goes to the history on a worker thread
         self.record_later: Callable[[History, tuple[ChatMessage, ...]], None] | None = None
