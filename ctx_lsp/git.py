@@ -175,12 +175,13 @@ class GitRepo:
 
     def branch(self) -> BranchInfo:
         """Current branch; a few stats unless HEAD or the branch's ref changed since last time."""
+        # HEAD is watched: a repository removed or replaced changes the stats too
+        if self._cache and self._cache[0] == tuple(_stat_key(p) for p in self._watched):
+            return self._cache[1]
         if self.git_dir is None or not (self.git_dir / "HEAD").is_file():
             self.git_dir, self._cache = find_git_dir(self.root), None  # repo created/removed
             if self.git_dir is None:
                 return NO_REPO
-        if self._cache and self._cache[0] == tuple(_stat_key(p) for p in self._watched):
-            return self._cache[1]
         # Stat before reading: a write racing with us then shows up as a change next time.
         head_key = _stat_key(self.git_dir / "HEAD")
         head = (_read(self.git_dir / "HEAD") or "").strip()

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +29,18 @@ log = logging.getLogger(__name__)
 #: Open files larger than this are not offered as related code: generated files and data
 #: dumps, which would cost masking and indexing on every request for little help.
 MAX_RELATED_CHARS = 1_000_000
+
+
+#: A folder changed this recently (ns) may change again within the same mtime tick.
+_RACY_NS = 2_000_000_000
+
+
+def _mtime_ns(path: Path) -> int:
+    """The modification time, -1 for a missing file (a stamp entry either way)."""
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1
 
 
 def templates_from_tables(tables: Mapping[str, Any], source: str) -> tuple[list[Any], list[str]]:
@@ -63,7 +77,9 @@ class Runtime:
         self.plugins = plugins
         self.extra_templates: list[Any] = []  # from plugins, asked again on every load()
         self._backend: Backend | None = None
-        self._stamp: tuple[tuple[str, float], ...] = ()
+        self._backend_settings: Settings | None = None  # the settings it was chosen for
+        self._stamp: tuple[tuple[str, int], ...] = ()
+        self._listings: dict[Path, tuple[int, list[Path]]] = {}  # template folder → its files
 
     # -- settings and templates --------------------------------------------------
     def config_files(self) -> list[Path]:
@@ -73,20 +89,27 @@ class Runtime:
         files = [user] + [workspace_config_path(r) for r in self.folders]
         for d in dirs:
             files.append(d)
-            files += sorted(d.glob("*.md")) if d.is_dir() else []
+            files += self._templates_in(d, _mtime_ns(d))
         return files
 
-    def _config_stamp(self) -> tuple[tuple[str, float], ...]:
-        stamp = []
-        for path in self.config_files():
-            try:
-                stamp.append((str(path), path.stat().st_mtime))
-            except OSError:
-                stamp.append((str(path), -1.0))
-        return tuple(stamp)
+    def _templates_in(self, folder: Path, mtime_ns: int) -> list[Path]:
+        """The `*.md` files of a template folder, listed again only when the folder's mtime
+        (which adding, removing or renaming a file changes) moved or is too recent to trust."""
+        if mtime_ns < 0:
+            return []
+        cached = self._listings.get(folder)
+        if cached is not None and cached[0] == mtime_ns:
+            return cached[1]
+        found = sorted(folder.glob("*.md"))
+        if time.time_ns() - mtime_ns > _RACY_NS:
+            self._listings[folder] = (mtime_ns, found)
+        return found
+
+    def _config_stamp(self) -> tuple[tuple[str, int], ...]:
+        return tuple((str(path), _mtime_ns(path)) for path in self.config_files())
 
     @property
-    def config_stamp(self) -> tuple[tuple[str, float], ...]:
+    def config_stamp(self) -> tuple[tuple[str, int], ...]:
         """The config files' state when last loaded."""
         return self._stamp
 
@@ -158,6 +181,8 @@ class Runtime:
         `local_backend.select_backend`."""
         from .local_backend import backend_identity, make_backend, select_backend
 
+        if self._backend is not None and self._backend_settings is self.settings:
+            return self._backend  # settings are replaced, never changed, when they change
         kind, reason = select_backend(self.settings, self.env)
         config = backend_config(self.settings)
         identity = backend_identity(kind, config, self.settings)
@@ -168,6 +193,8 @@ class Runtime:
             preload = getattr(self._backend, "preload", None)
             if preload is not None:
                 preload()  # the local model starts loading now, on its own thread
+        # with none configured, ask again next time: the local extra may be installed meanwhile
+        self._backend_settings = self.settings if kind != "none" else None
         return self._backend
 
     def assistant(self, folder: Folder) -> Assistant:

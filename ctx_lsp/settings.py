@@ -8,6 +8,7 @@ server: it falls back to the value below it and is reported as a problem.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import re
 from collections.abc import Iterable, Mapping
@@ -117,7 +118,9 @@ class Settings:
         return _safe_name(self.user or _os_user())
 
 
+@functools.cache
 def _os_user() -> str:
+    """The login name (asked once: every request's session scope needs it)."""
     try:
         return getpass.getuser()
     except Exception:  # no login name (containers): one shared default
