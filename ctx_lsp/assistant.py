@@ -28,55 +28,16 @@ from .workspace import Folder
 
 log = logging.getLogger(__name__)
 
-#: One thread builds prompts, one at a time: the relevance index is not shared across threads.
+#: The thread that builds prompts off the event loop, one at a time.
 _BUILDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ctx-prompt")
-#: A prompt whose last build took less than this is built on the event loop: the hop to the
-#: builder thread and back costs ~0.2 ms, a tenth of a completion's build, and holding the
-#: loop that long delays nobody. Slower builds (large budgets, a big document being typed in)
-#: go to the builder thread, so edits and newer requests are answered meanwhile.
-INLINE_BUILD_S = 0.004
-
-
-class _Builds:
-    """How long the latest build took, and whether one is running on the builder thread."""
-
-    def __init__(self) -> None:
-        self.last_s = float("inf")  # the first build (indexing every document) is slow
-        self._running = 0
-        self._lock = threading.Lock()
-
-    def inline(self) -> bool:
-        return self._running == 0 and self.last_s < INLINE_BUILD_S
-
-    def timed(self, build: Callable[[], BuiltPrompt]) -> BuiltPrompt:
-        start = time.perf_counter()
-        try:
-            return build()
-        finally:
-            self.last_s = time.perf_counter() - start
-
-    def _done(self, _: object) -> None:
-        with self._lock:
-            self._running -= 1
-
-    async def run(self, build: Callable[[], BuiltPrompt]) -> BuiltPrompt:
-        if self.inline():
-            built = self.timed(build)
-            # a turn of the loop: an edit that came meanwhile supersedes us before the call
-            await asyncio.sleep(0)
-            return built
-        with self._lock:
-            self._running += 1
-        future = _BUILDER.submit(self.timed, build)
-        # done when the thread finishes, or when it is cancelled before it starts: a cancelled
-        # request does not stop a build that is running
-        future.add_done_callback(self._done)
-        return await asyncio.wrap_future(future)
-
-
-_builds = _Builds()
 #: Most characters of a request kept as its short form in the history.
 SHORT_FORM_CHARS = 1500
+#: A completion prompt whose last build took less than this is built on the event loop: the
+#: hop to the builder thread and back costs ~0.2 ms, a tenth of the build, and holding the
+#: loop that long delays nobody. Slower builds (large budgets, a big document being typed in)
+#: and every other task's go to the builder thread, so edits and newer requests are answered
+#: meanwhile.
+INLINE_BUILD_S = 0.004
 
 
 @dataclass
@@ -242,7 +203,9 @@ class Assistant:
     ) -> Answer:
         await self._add_git_values(req)
         # prompt assembly is CPU work (ranking, counting, masking): see `INLINE_BUILD_S`
-        built = await _builds.run(lambda: self.build(req, docs, project_summary))
+        built = await _builds.run(
+            lambda: self.build(req, docs, project_summary), completion=req.window is not None
+        )
         params = {
             "max_tokens": self._max_tokens(req),
             "temperature": self.settings.temperature,
@@ -315,6 +278,47 @@ class Assistant:
             self.folder.history.append(*messages)
         except Exception as exc:  # the answer still reaches the user
             log.error("cannot record the exchange in the history: %s", exc)
+
+
+class _Builds:
+    """Where prompts are built: see `INLINE_BUILD_S`. Never on the loop while the builder
+    thread is busy: two builds would only slow each other down."""
+
+    def __init__(self) -> None:
+        self.last_s = float("inf")  # the first build (indexing every document) is slow
+        self._running = 0
+        self._lock = threading.Lock()
+
+    def inline(self) -> bool:
+        return self._running == 0 and self.last_s < INLINE_BUILD_S
+
+    def _timed(self, build: Callable[[], BuiltPrompt]) -> BuiltPrompt:
+        start = time.perf_counter()
+        try:
+            return build()
+        finally:
+            self.last_s = time.perf_counter() - start
+
+    def _done(self, _: object) -> None:
+        with self._lock:
+            self._running -= 1
+
+    async def run(self, build: Callable[[], BuiltPrompt], completion: bool) -> BuiltPrompt:
+        if completion and self.inline():
+            built = self._timed(build)
+            # a turn of the loop: an edit that came meanwhile supersedes us before the call
+            await asyncio.sleep(0)
+            return built
+        with self._lock:
+            self._running += 1
+        future = _BUILDER.submit(self._timed, build) if completion else _BUILDER.submit(build)
+        # done when the thread finishes, or when it is cancelled before it starts: a cancelled
+        # request does not stop a build that is running
+        future.add_done_callback(self._done)
+        return await asyncio.wrap_future(future)
+
+
+_builds = _Builds()
 
 
 def _masked(render: TaskRenderer, mask: Callable[[str], str]) -> TaskRenderer:

@@ -27,6 +27,7 @@ import keyword
 import math
 import posixpath
 import re
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -460,19 +461,25 @@ _INDEX: OrderedDict[tuple[str, int, int], tuple[dict[str, tuple[int, int]], list
 )
 
 
+#: A dry run builds on the event loop while a completion may build on the builder thread.
+_INDEX_LOCK = threading.Lock()
+
+
 def _index(doc: OpenDoc) -> tuple[dict[str, tuple[int, int]], list[str]]:
     """(definitions, imported module paths) of ``doc``, cached by content."""
     key = (doc.uri, len(doc.text), hash(doc.text))
-    hit = _INDEX.get(key)
-    if hit is not None:
-        _INDEX.move_to_end(key)
-        return hit
+    with _INDEX_LOCK:
+        hit = _INDEX.get(key)
+        if hit is not None:
+            _INDEX.move_to_end(key)
+            return hit
     fam = _family(_language(doc))
     defs = _python_defs(doc.text) if fam == "python" else _brace_defs(doc.text, fam)
     result = (defs, _imports(doc, fam))
-    _INDEX[key] = result
-    while len(_INDEX) > _INDEX_CACHE_SIZE:
-        _INDEX.popitem(last=False)
+    with _INDEX_LOCK:
+        _INDEX[key] = result
+        while len(_INDEX) > _INDEX_CACHE_SIZE:
+            _INDEX.popitem(last=False)
     return result
 
 
