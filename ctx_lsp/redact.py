@@ -330,6 +330,12 @@ def register_secret(value: str | None) -> None:
         _memo.clear()
 
 
+def registered_count() -> int:
+    """How many values are masked wherever they appear (grows when one is registered: masked
+    texts kept elsewhere are stale then)."""
+    return len(_KNOWN)
+
+
 def redact(text: str, extra_values: Iterable[str] = ()) -> str:
     """Text with every known secret masked; `extra_values` and registered values (the API
     key in use) are masked wherever they appear. A text without secrets is returned as is

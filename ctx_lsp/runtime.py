@@ -15,9 +15,10 @@ from .assistant import Assistant, backend_config
 from .backend import Backend
 from .config_files import read_config, user_config_path, workspace_config_path
 from .context import prompt_summary, snapshot
+from .exclusion import ANSWER_TTL_S
 from .pins import read_pinned
 from .plugins import ContextRequest, PluginManager
-from .redact import redact, register_secret
+from .redact import redact, register_secret, registered_count
 from .relevance import OpenDoc
 from .settings import Layer, Settings, resolve
 from .tasks import View
@@ -80,6 +81,8 @@ class Runtime:
         self._backend_settings: Settings | None = None  # the settings it was chosen for
         self._stamp: tuple[tuple[str, int], ...] = ()
         self._listings: dict[Path, tuple[int, list[Path]]] = {}  # template folder → its files
+        #: folder → (when, values registered, open documents, those readable, masked)
+        self._readable: dict[Path, tuple[float, int, list[OpenDoc], list[OpenDoc]]] = {}
 
     # -- settings and templates --------------------------------------------------
     def config_files(self) -> list[Path]:
@@ -202,6 +205,30 @@ class Runtime:
             folder, self.settings, self.backend, self.templates, folder.cache, self.env
         )
 
+    def _readable_masked(self, folder: Folder, open_docs: list[OpenDoc]) -> list[OpenDoc]:
+        """The open documents that may be read into prompts, masked.
+
+        Masked before ranking: heads and snippets are cut from these texts, and a cut secret
+        would no longer match its pattern. Every completion asks again with the same documents,
+        so the answer is kept as long as exclusion answers are (`ANSWER_TTL_S`), for documents
+        equal to these (a text compares by identity first)."""
+        now = time.monotonic()
+        memo = self._readable.get(folder.root)
+        if (
+            memo is not None
+            and now - memo[0] < ANSWER_TTL_S
+            and memo[1] == registered_count()
+            and memo[2] == open_docs
+        ):
+            return list(memo[3])
+        docs = [
+            d if (masked := redact(d.text)) is d.text else replace(d, text=masked)
+            for d in open_docs
+            if folder.excluder.reason(d.path) is None and len(d.text) <= MAX_RELATED_CHARS
+        ]
+        self._readable[folder.root] = (now, registered_count(), list(open_docs), docs)
+        return list(docs)
+
     def view(
         self,
         folder: Folder,
@@ -214,13 +241,7 @@ class Runtime:
         the plugins' context after it.
 
         `documents` are (rel, Document, unsaved) triples for the summary."""
-        # masked before ranking: heads and snippets are cut from these texts, and a cut
-        # secret would no longer match its pattern (memoized per text)
-        docs = [
-            d if (masked := redact(d.text)) is d.text else replace(d, text=masked)
-            for d in open_docs
-            if folder.excluder.reason(d.path) is None and len(d.text) <= MAX_RELATED_CHARS
-        ]
+        docs = self._readable_masked(folder, open_docs)
         paths = {d.path for d in docs}
         docs += [d for d in read_pinned(folder) if d.path not in paths]
         snap = snapshot(folder, documents, self.settings, self.env)
