@@ -9,12 +9,10 @@ from __future__ import annotations
 import logging
 import re
 import sys
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .textkey import text_key
+from .textkey import LruMemo, text_key
 
 # (kind, pattern); a pattern with a group masks only that group, keeping the rest readable.
 _PATTERNS: list[tuple[str, str]] = [
@@ -274,50 +272,20 @@ MEMO_MAX_ENTRIES = 2048
 _ENTRY_BYTES = 512
 
 
-class _MaskMemo:
-    """Masked texts by text, least recently used out first, bounded in bytes and in entries.
+class _MaskMemo(LruMemo[str]):
+    """Masked texts by text, bounded in bytes and in entries.
 
     Documents and prompt parts recur request after request (the server masks every open
     document for every completion), so a hit must cost no pass over the text; see
     :func:`ctx_lsp.textkey.text_key`. A text without secrets is stored as "" (unchanged:
-    masking never empties a text), not copied."""
+    masking never empties a text), not copied: its entry costs only the fixed charge."""
 
     def __init__(self, max_bytes: int, max_entries: int) -> None:
-        self.max_bytes, self.max_entries = max_bytes, max_entries
-        self.bytes = 0
-        self._entries: OrderedDict[object, tuple[str, int]] = OrderedDict()
-        self._lock = threading.Lock()
+        super().__init__(max_entries, max_bytes, _masked_size)
 
-    def __len__(self) -> int:
-        return len(self._entries)
 
-    def get(self, key: object) -> str | None:
-        """The masked text, "" for unchanged, None when unknown."""
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None
-            self._entries.move_to_end(key)
-            return entry[0]
-
-    def put(self, key: object, masked: str) -> None:
-        size = _ENTRY_BYTES + (sys.getsizeof(masked) if masked else 0)
-        if size > self.max_bytes // 4:  # one huge masked copy would push out everything else
-            return
-        with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self.bytes -= old[1]
-            self._entries[key] = (masked, size)
-            self.bytes += size
-            while self.bytes > self.max_bytes or len(self._entries) > self.max_entries:
-                _, (_, dropped) = self._entries.popitem(last=False)
-                self.bytes -= dropped
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self.bytes = 0
+def _masked_size(masked: str) -> int:
+    return _ENTRY_BYTES + (sys.getsizeof(masked) if masked else 0)
 
 
 _memo = _MaskMemo(MEMO_MAX_BYTES, MEMO_MAX_ENTRIES)

@@ -35,11 +35,10 @@ import os
 import string
 import tempfile
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from .textkey import text_key
+from .textkey import LruMemo, text_key
 
 #: Encodings tried, best first, with the blob tiktoken loads and the SHA-256 it expects.
 _ENCODINGS: tuple[tuple[str, str, str], ...] = (
@@ -240,34 +239,11 @@ def _learn(chars: int, tokens: int) -> None:
 COUNTS_MAX_ENTRIES = 4096
 
 
-class _CountMemo:
+class _CountMemo(LruMemo[int]):
     """Token counts by text, least recently used out first."""
 
     def __init__(self, max_entries: int) -> None:
-        self.max_entries = max_entries
-        self._entries: OrderedDict[object, int] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, key: object) -> int | None:
-        with self._lock:
-            n = self._entries.get(key)
-            if n is not None:
-                self._entries.move_to_end(key)
-            return n
-
-    def put(self, key: object, n: int) -> None:
-        with self._lock:
-            self._entries[key] = n
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        super().__init__(max_entries)
 
 
 _counts = _CountMemo(COUNTS_MAX_ENTRIES)
