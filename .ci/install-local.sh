@@ -66,7 +66,7 @@ fi
 "$PY" - <<'EOF'
 import time
 
-from ctx_lsp.local_model import resolve_model_path
+from ctx_lsp.backends.local_model import resolve_model_path
 
 t0 = time.perf_counter()
 path = resolve_model_path("")

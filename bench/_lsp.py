@@ -330,7 +330,7 @@ def machine() -> str:
 
 def tokenizer() -> str:
     """The token counter the server will use (same environment as this process)."""
-    from ctx_lsp import tokens
+    from ctx_lsp.text import tokens
 
     return tokens.tokenizer_name()
 
@@ -340,7 +340,7 @@ def tokenizer() -> str:
 _DIRECT = """\
 import asyncio, json, sys, time
 import openai
-from ctx_lsp.backend import _post_chat  # the very call the server makes
+from ctx_lsp.backends.openai_compat import _post_chat  # the very call the server makes
 
 async def main():
     cfg = json.loads(sys.stdin.read())

@@ -6,9 +6,10 @@ Run: .venv/bin/python bench/bench_actions.py   (about 1 minute)
    diagnostics in the context, cursor moving over the file, beside a bare pygls server that
    answers the same number of actions without looking at anything (both alive, requests
    alternated). Target: median ≤ 10 ms, and the backend got 0 requests.
-2. `ctx_lsp.commit.pack_diff(diff, budget)` on the Diff of a real staged change of ≥ 5 MB in a
-   temp git repo (`GitRepo(root).diff(staged=True)` with a cap above the diff's size), budget
-   as the commit task uses it (contextTokens × DIFF_SHARE). Beside it, in the same run: the
+2. `ctx_lsp.assist.commit.pack_diff(diff, budget)` on the Diff of a real staged change of
+   ≥ 5 MB in a temp git repo (`GitRepo(root).diff(staged=True)` with a cap above the diff's
+   size), budget as the commit task uses it (contextTokens × DIFF_SHARE). Beside it, in the
+   same run: the
    naive packing (`truncate_to_tokens` of the whole text) and one `count_tokens` of it.
    Target: median ≤ 200 ms, result within the budget.
 3. `ctx.commitMessage` round trip on that repo with the zero-latency fake backend, beside the
@@ -43,9 +44,9 @@ from _lsp import (
 )
 from lsprotocol import types
 
-from ctx_lsp.git import GitRepo
-from ctx_lsp.settings import Settings
-from ctx_lsp.tokens import count_tokens, truncate_to_tokens
+from ctx_lsp.config.settings import Settings
+from ctx_lsp.text.tokens import count_tokens, truncate_to_tokens
+from ctx_lsp.workspace.git import GitRepo
 
 LINES = 5000
 DIAGNOSTICS = 50
@@ -169,8 +170,8 @@ def big_change(sb: Sandbox) -> Path:
 
 
 async def pack(sb: Sandbox, root: Path) -> tuple[bool, str]:
-    from ctx_lsp.commit import pack_diff
-    from ctx_lsp.tasks import DIFF_SHARE
+    from ctx_lsp.assist.commit import pack_diff
+    from ctx_lsp.assist.tasks import DIFF_SHARE
 
     repo = GitRepo(root)
     budget = int(Settings().context_tokens * DIFF_SHARE)
@@ -235,8 +236,8 @@ async def pack(sb: Sandbox, root: Path) -> tuple[bool, str]:
 async def commit_command(sb: Sandbox, root: Path, fake) -> str:
     """The command's round trip, each run followed by its pieces measured here (git diff as
     the server reads it, pack_diff on that) and a bare round trip, so load hits all alike."""
-    from ctx_lsp.commit import pack_diff
-    from ctx_lsp.tasks import DIFF_SHARE
+    from ctx_lsp.assist.commit import pack_diff
+    from ctx_lsp.assist.tasks import DIFF_SHARE
 
     opts = {"model": "test-model", "debounceMs": 0, "cache": False}
     env = sb.env(fake.env())

@@ -14,9 +14,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ctx_lsp.commit import pack_diff
-from ctx_lsp.git import Diff, FileStat
-from ctx_lsp.tokens import count_tokens, tokenizer_name
+from ctx_lsp.assist.commit import pack_diff
+from ctx_lsp.text.tokens import count_tokens, tokenizer_name
+from ctx_lsp.workspace.git import Diff, FileStat
 
 TARGET_BYTES = 5_000_000
 BUDGET = 4096

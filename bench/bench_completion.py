@@ -46,7 +46,7 @@ from _lsp import (
     verdict,
 )
 
-from ctx_lsp.settings import Settings
+from ctx_lsp.config.settings import Settings
 from tests.fake_openai import FakeOpenAI
 
 N_DOCS = 50
@@ -169,10 +169,10 @@ async def overhead(sb: Sandbox, ws: Workspace, fake: FakeOpenAI) -> dict[str, fl
 def assembly_in_process(ws: Workspace, env: dict[str, str]) -> dict[str, float]:
     """Where the server-side time goes: the same prompts built in this process (no protocol,
     no HTTP, no other thread), median ms per request of each step."""
-    from ctx_lsp.completion import completion_request
-    from ctx_lsp.documents import Document
-    from ctx_lsp.relevance import OpenDoc
+    from ctx_lsp.assist.completion import completion_request
     from ctx_lsp.runtime import Runtime
+    from ctx_lsp.text.documents import Document
+    from ctx_lsp.text.opendoc import OpenDoc
 
     rt = Runtime(env)
     folder = rt.add_folder(ws.root)

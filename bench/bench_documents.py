@@ -1,4 +1,4 @@
-"""Per-edit cost of typing into ctx_lsp.documents.Document vs pygls' stock TextDocument.
+"""Per-edit cost of typing into ctx_lsp.text.documents.Document vs pygls' stock TextDocument.
 
 Run: .venv/bin/python bench/bench_documents.py   (about 15-25 s)
 
@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lsprotocol import types
 from pygls.workspace import TextDocument
 
-from ctx_lsp.documents import Document
+from ctx_lsp.text.documents import Document
 
 SIZES = [("50 KB", 50_000), ("250 KB", 250_000), ("1 MB", 1_000_000)]
 OUR_EDITS = 20_000

@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ctx_lsp.history import HISTORY_VERSION, History
-from ctx_lsp.messages import ChatMessage
-from ctx_lsp.session import FileRecord, Session, SessionStore
-from ctx_lsp.store import CtxStore
+from ctx_lsp.store.ctxdir import CtxStore
+from ctx_lsp.store.history import HISTORY_VERSION, History
+from ctx_lsp.store.session import FileRecord, Session, SessionStore
+from ctx_lsp.text.messages import ChatMessage
 
 APPENDS = 300
 SAVES = 100

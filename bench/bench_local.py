@@ -142,8 +142,8 @@ def _model_calls(client) -> int:
 
 
 async def in_process(model: str, n: int) -> dict[str, float]:
-    from ctx_lsp.backend import BackendConfig
-    from ctx_lsp.local_backend import LocalBackend
+    from ctx_lsp.backends.local import LocalBackend
+    from ctx_lsp.backends.openai_compat import BackendConfig
 
     backend = LocalBackend(BackendConfig(temperature=0.2), model_setting=model)
     t0 = time.perf_counter()
@@ -177,7 +177,7 @@ async def main() -> int:
     parser.add_argument("--model", help="GGUF file (default: the bundled Gemma 3 270M)")
     parser.add_argument("-n", type=int, default=24, help="completions to time")
     args = parser.parse_args()
-    from ctx_lsp.local_model import extra_installed, resolve_model_path
+    from ctx_lsp.backends.local_model import extra_installed, resolve_model_path
 
     if not extra_installed():
         print("the 'local' extra is not installed: run .ci/install-local.sh")

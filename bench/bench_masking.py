@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _lsp import code_corpus, machine, median, table
 
-from ctx_lsp.redact import _mask, _mask_everywhere
+from ctx_lsp.text.redact import _mask, _mask_everywhere
 from tests.secrets_corpus import Corpus
 
 SIZES = [("20 KB", 20_000), ("100 KB", 100_000), ("1 MB", 1_000_000)]

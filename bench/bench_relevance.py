@@ -15,11 +15,11 @@ rich's wheel with pip into ~/.cache/ctx-lsp-bench/, later runs reuse it)
    (`def name(...` / `class Name...`) is in the prompt the fake backend received.
 4. BASELINE, computed for the same cases and budget: the prompt filled with the most recently
    opened files' text (newest first, the calling file excluded), whole files while they fit,
-   then the start of the next, up to contextTokens as counted by ctx_lsp.tokens.count_tokens;
+   then the start of the next, up to contextTokens as counted by ctx_lsp.text.tokens.count_tokens;
    hit = the definition's line falls inside that text.
 
 Misses are listed with the reason, from the server's own dry run (`ctx.showPrompt`: what was
-dropped) and from ctx_lsp.relevance.rank on the same texts (where the definition ranked).
+dropped) and from ctx_lsp.prompting.relevance.rank on the same texts (where the definition ranked).
 Target: recall ≥ 80% at the default contextTokens, and well above the baseline.
 """
 
@@ -52,11 +52,12 @@ from _lsp import (
     verdict,
 )
 
-from ctx_lsp import tokens
-from ctx_lsp.relevance import OpenDoc, rank
-from ctx_lsp.settings import Settings
-from ctx_lsp.tokens import ESTIMATE_NAME as ESTIMATE
-from ctx_lsp.tokens import count_tokens, truncate_to_tokens
+from ctx_lsp.config.settings import Settings
+from ctx_lsp.prompting.relevance import rank
+from ctx_lsp.text import tokens
+from ctx_lsp.text.opendoc import OpenDoc
+from ctx_lsp.text.tokens import ESTIMATE_NAME as ESTIMATE
+from ctx_lsp.text.tokens import count_tokens, truncate_to_tokens
 
 PACKAGE, VERSION = "rich", "13.9.4"
 CACHE = Path(os.path.expanduser("~")) / ".cache" / "ctx-lsp-bench"

@@ -42,7 +42,7 @@ GIT_ENV = {
 
 
 def _user() -> str:
-    from ctx_lsp.settings import Settings
+    from ctx_lsp.config.settings import Settings
 
     return Settings().effective_user()
 

@@ -18,7 +18,7 @@ def _serve_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def setup_logging(verbose: int, log_file: str | None) -> None:
-    from .redact import RedactingFilter
+    from ctx_lsp.text.redact import RedactingFilter
 
     handler: logging.Handler = (
         logging.FileHandler(log_file, encoding="utf-8") if log_file else logging.StreamHandler()
@@ -33,7 +33,7 @@ def setup_logging(verbose: int, log_file: str | None) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     setup_logging(args.verbose, args.log_file)
-    from .server import build_server
+    from ctx_lsp.server import build_server
 
     server = build_server()
     if args.tcp:
@@ -46,7 +46,7 @@ def serve(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """`ctx-lsp` alone or `ctx-lsp serve [...]` serves LSP; `ctx-lsp <command>` runs a CLI
     command (see `ctx_lsp.cli`)."""
-    from .cli import main as cli_main
+    from ctx_lsp.cli import main as cli_main
 
     return cli_main(
         sys.argv[1:] if argv is None else argv,

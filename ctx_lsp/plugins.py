@@ -27,7 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .templates import Template
+from ctx_lsp.prompting.templates import Template
 
 log = logging.getLogger(__name__)
 

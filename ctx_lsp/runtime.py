@@ -11,25 +11,24 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .assistant import Assistant, backend_config
-from .backend import Backend
-from .config_files import read_config, user_config_path, workspace_config_path
-from .context import prompt_summary, snapshot
-from .exclusion import ANSWER_TTL_S
-from .pins import read_pinned
-from .plugins import ContextRequest, PluginManager
-from .redact import redact, register_secret, registered_count
-from .relevance import OpenDoc
-from .settings import Layer, Settings, resolve
-from .tasks import View
-from .templates import TemplateError, TemplateLibrary, parse_template
-from .workspace import Folder
+from ctx_lsp.assist.assistant import Assistant, backend_config
+from ctx_lsp.assist.tasks import View
+from ctx_lsp.backends.openai_compat import Backend
+from ctx_lsp.config.files import read_config, user_config_path, workspace_config_path
+from ctx_lsp.config.settings import Layer, Settings, resolve
+from ctx_lsp.plugins import ContextRequest, PluginManager
+from ctx_lsp.prompting.templates import TemplateError, TemplateLibrary, parse_template
+from ctx_lsp.text.opendoc import MAX_RELATED_CHARS, OpenDoc
+from ctx_lsp.text.redact import redact, register_secret, registered_count
+from ctx_lsp.workspace.context import prompt_summary, snapshot
+from ctx_lsp.workspace.exclusion import ANSWER_TTL_S
+from ctx_lsp.workspace.folder import Folder
+from ctx_lsp.workspace.pins import read_pinned
 
 log = logging.getLogger(__name__)
 
 #: Open files larger than this are not offered as related code: generated files and data
 #: dumps, which would cost masking and indexing on every request for little help.
-MAX_RELATED_CHARS = 1_000_000
 
 
 #: A folder changed this recently (ns) may change again within the same mtime tick.
@@ -182,7 +181,7 @@ class Runtime:
 
         Which one (OpenAI-compatible, embedded local model, or none) and why:
         `local_backend.select_backend`."""
-        from .local_backend import backend_identity, make_backend, select_backend
+        from ctx_lsp.backends.local import backend_identity, make_backend, select_backend
 
         if self._backend is not None and self._backend_settings is self.settings:
             return self._backend  # settings are replaced, never changed, when they change

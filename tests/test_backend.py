@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ctx_lsp.backend import (
+from ctx_lsp.backends.openai_compat import (
     Backend,
     BackendConfig,
     BackendError,
@@ -22,7 +22,7 @@ from ctx_lsp.backend import (
     _retry_after,
     require_text,
 )
-from ctx_lsp.messages import ChatMessage
+from ctx_lsp.text.messages import ChatMessage
 from tests.fake_openai import CutStream, Empty, FakeOpenAI, Garbage, Hang, Reply, Status
 
 KEY = "sk-secret-0123456789abcdef"
@@ -339,7 +339,7 @@ async def test_key_echoed_by_server_is_scrubbed(server: FakeOpenAI, backend: Bac
 
 
 def test_openai_is_imported_lazily() -> None:
-    code = "import sys, ctx_lsp.backend; sys.exit('openai' in sys.modules)"
+    code = "import sys, ctx_lsp.backends.openai_compat; sys.exit('openai' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ctx_lsp.cache import ResponseCache
-from ctx_lsp.store import CtxStore
+from ctx_lsp.store.cache import ResponseCache
+from ctx_lsp.store.ctxdir import CtxStore
 
 
 def _garbage(path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ctx_lsp.settings import Settings
+from ctx_lsp.config.settings import Settings
 from tests.conftest import git
 from tests.fake_openai import FakeOpenAI, Hang
 

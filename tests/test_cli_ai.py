@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from lsprotocol import types
 
-from ctx_lsp.messages import ChatMessage
+from ctx_lsp.text.messages import ChatMessage
 from tests.conftest import command, git, open_doc
 from tests.fake_openai import FakeOpenAI, Reply, Status
 from tests.test_cli import make_ws, run_cli, run_json, scope_dir

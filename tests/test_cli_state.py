@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from ctx_lsp.history import History
-from ctx_lsp.messages import ChatMessage
-from ctx_lsp.session import FileRecord, Session, SessionStore
-from ctx_lsp.settings import Settings
-from ctx_lsp.store import CtxStore
+from ctx_lsp.config.settings import Settings
+from ctx_lsp.store.ctxdir import CtxStore
+from ctx_lsp.store.history import History
+from ctx_lsp.store.session import FileRecord, Session, SessionStore
+from ctx_lsp.text.messages import ChatMessage
 from tests.fake_openai import FakeOpenAI, Reply
 from tests.test_cli import make_ws, run_cli, run_json, scope_dir
 
@@ -289,7 +289,7 @@ def test_summarize_a_long_history_condenses_its_newest_part(
 ) -> None:
     """A summary of a long history reads the recent conversation, not the whole file: the
     summary prompt holds the newest messages and not the first ones."""
-    from ctx_lsp.tasks import SUMMARIZE_MESSAGES
+    from ctx_lsp.assist.tasks import SUMMARIZE_MESSAGES
 
     seed(ws, SUMMARIZE_MESSAGES * 3)
     fake_openai.enqueue(Reply("We discussed the recent messages."))

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ctx_lsp.commit import clean_message, convention_hint, detect_convention, pack_diff
-from ctx_lsp.git import Commit, Diff, FileStat
-from ctx_lsp.tokens import count_tokens
+from ctx_lsp.assist.commit import clean_message, convention_hint, detect_convention, pack_diff
+from ctx_lsp.text.tokens import count_tokens
+from ctx_lsp.workspace.git import Commit, Diff, FileStat
 
 
 def log(*subjects: str) -> list[Commit]:

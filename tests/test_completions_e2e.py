@@ -50,10 +50,10 @@ async def _start(lsp, root: Path, fake: FakeOpenAI, **settings):
 async def test_inline_completion_uses_file_branch_related_code_and_history(
     lsp, project: Path, fake_openai: FakeOpenAI
 ):
-    from ctx_lsp.history import History
-    from ctx_lsp.messages import ChatMessage
-    from ctx_lsp.settings import Settings
-    from ctx_lsp.store import CtxStore
+    from ctx_lsp.config.settings import Settings
+    from ctx_lsp.store.ctxdir import CtxStore
+    from ctx_lsp.store.history import History
+    from ctx_lsp.text.messages import ChatMessage
 
     History(CtxStore(project, ("users", Settings().effective_user()))).append(
         ChatMessage("user", "We agreed vectors are plain lists of floats", kind="chat"),
@@ -228,9 +228,9 @@ async def test_cache_answers_repeat_and_survives_restart(
 
 
 def _recorded(root: Path) -> list[tuple[str, str]]:
-    from ctx_lsp.history import History
-    from ctx_lsp.settings import Settings
-    from ctx_lsp.store import CtxStore
+    from ctx_lsp.config.settings import Settings
+    from ctx_lsp.store.ctxdir import CtxStore
+    from ctx_lsp.store.history import History
 
     history = History(CtxStore(root, ("users", Settings().effective_user())))
     return [(m.role, m.content) for m in history.load() if m.kind == "completion"]

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from lsprotocol import types
 from pygls.workspace import TextDocument
 
-from ctx_lsp.documents import Document, DocumentError, DocumentStore, Encoding
+from ctx_lsp.text.documents import Document, DocumentError, DocumentStore, Encoding
 
 ENCODINGS = [pytest.param(e, id=e.value) for e in Encoding]
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from ctx_lsp import exclusion
-from ctx_lsp.exclusion import Excluder
-from ctx_lsp.pins import read_pinned
-from ctx_lsp.settings import Settings
-from ctx_lsp.workspace import Folder
+from ctx_lsp.config.settings import Settings
+from ctx_lsp.workspace import exclusion
+from ctx_lsp.workspace.exclusion import Excluder
+from ctx_lsp.workspace.folder import Folder
+from ctx_lsp.workspace.pins import read_pinned
 from tests.conftest import GIT_ENV, git
 
 RULES = {

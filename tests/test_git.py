@@ -1,4 +1,4 @@
-"""ctx_lsp.git against real git repositories in temporary folders (no mocks of git)."""
+"""ctx_lsp.workspace.git against real git repositories in temporary folders (no mocks of git)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-import ctx_lsp.git as gitmod
-from ctx_lsp.git import BranchInfo, FileStat, GitError, GitRepo, find_git_dir, read_branch
+import ctx_lsp.workspace.git as gitmod
+from ctx_lsp.workspace.git import BranchInfo, FileStat, GitError, GitRepo, find_git_dir, read_branch
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="needs sh and /proc-like pids")
 

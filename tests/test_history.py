@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ctx_lsp.history import HISTORY_VERSION, History
-from ctx_lsp.messages import ChatMessage
-from ctx_lsp.store import CtxStore
+from ctx_lsp.store.ctxdir import CtxStore
+from ctx_lsp.store.history import HISTORY_VERSION, History
+from ctx_lsp.text.messages import ChatMessage
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -305,9 +305,9 @@ def test_any_text_round_trips(tmp_path: Path, contents: list[str]) -> None:
 WRITER = """
 import sys
 from pathlib import Path
-from ctx_lsp.history import History
-from ctx_lsp.messages import ChatMessage
-from ctx_lsp.store import CtxStore
+from ctx_lsp.store.history import History
+from ctx_lsp.text.messages import ChatMessage
+from ctx_lsp.store.ctxdir import CtxStore
 hist = History(CtxStore(Path(sys.argv[1])))
 tag = sys.argv[2]
 for i in range(500):
@@ -351,9 +351,9 @@ def test_refresh_notices_same_inode_rewritten(tmp_path: Path) -> None:
 BIG_WRITER = """
 import sys
 from pathlib import Path
-from ctx_lsp.history import History
-from ctx_lsp.messages import ChatMessage
-from ctx_lsp.store import CtxStore
+from ctx_lsp.store.history import History
+from ctx_lsp.text.messages import ChatMessage
+from ctx_lsp.store.ctxdir import CtxStore
 hist = History(CtxStore(Path(sys.argv[1])))
 for i in range(150):
     hist.append(ChatMessage(role="user", content=str(i) * 40_000, id=f"w{i}"))

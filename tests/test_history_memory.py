@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ctx_lsp.history import History
-from ctx_lsp.messages import ChatMessage
-from ctx_lsp.settings import Settings
-from ctx_lsp.store import CtxStore
+from ctx_lsp.config.settings import Settings
+from ctx_lsp.store.ctxdir import CtxStore
+from ctx_lsp.store.history import History
+from ctx_lsp.text.messages import ChatMessage
 from tests.test_cli import make_ws, run_json
 
 N = 50_000

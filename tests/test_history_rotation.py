@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ctx_lsp.history import History
-from ctx_lsp.messages import ChatMessage
-from ctx_lsp.store import CtxStore
+from ctx_lsp.store.ctxdir import CtxStore
+from ctx_lsp.store.history import History
+from ctx_lsp.text.messages import ChatMessage
 
 
 def msg(i: int, kind: str = "chat") -> ChatMessage:

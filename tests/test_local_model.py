@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 from lsprotocol import types
 
-from ctx_lsp.backend import BackendConfig, BackendError
-from ctx_lsp.local_backend import (
+from ctx_lsp.backends.local import (
     BlockEnd,
     LocalBackend,
     UnconfiguredBackend,
@@ -29,10 +28,11 @@ from ctx_lsp.local_backend import (
     select_backend,
     window_prefix,
 )
-from ctx_lsp.local_model import extra_installed
-from ctx_lsp.messages import ChatMessage
-from ctx_lsp.settings import Settings
-from ctx_lsp.templates import TemplateLibrary
+from ctx_lsp.backends.local_model import extra_installed
+from ctx_lsp.backends.openai_compat import BackendConfig, BackendError
+from ctx_lsp.config.settings import Settings
+from ctx_lsp.prompting.templates import TemplateLibrary
+from ctx_lsp.text.messages import ChatMessage
 from tests.conftest import command, open_doc
 
 FIB_PREFIX = 'def fibonacci(n):\n    """Return the n-th Fibonacci number, recursively."""\n'
@@ -56,8 +56,8 @@ def local_present(monkeypatch: pytest.MonkeyPatch):
     """Pretend the extra and the model package are installed (or not)."""
 
     def set_(extra: bool, model: bool = True) -> None:
-        monkeypatch.setattr("ctx_lsp.local_backend.extra_installed", lambda: extra)
-        monkeypatch.setattr("ctx_lsp.local_backend.default_model_installed", lambda: model)
+        monkeypatch.setattr("ctx_lsp.backends.local.extra_installed", lambda: extra)
+        monkeypatch.setattr("ctx_lsp.backends.local.default_model_installed", lambda: model)
 
     return set_
 
@@ -205,7 +205,7 @@ needs_model = pytest.mark.skipif(
 def model_path() -> str:
     """The default model, assembled once into the real user cache (before `home` isolates
     the environment), so most tests skip the 240 MB join."""
-    from ctx_lsp.local_model import resolve_model_path
+    from ctx_lsp.backends.local_model import resolve_model_path
 
     return str(resolve_model_path(""))
 

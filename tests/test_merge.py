@@ -8,19 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from ctx_lsp.history import History
-from ctx_lsp.merge import (
+from ctx_lsp.config.settings import Settings
+from ctx_lsp.store.ctxdir import CtxStore
+from ctx_lsp.store.history import History
+from ctx_lsp.store.session import FileRecord, Session, SessionStore
+from ctx_lsp.text.messages import ChatMessage
+from ctx_lsp.workspace.folder import Folder
+from ctx_lsp.workspace.merge import (
     MergeError,
     locate_other,
     merge_histories,
     merge_into,
     merge_sessions,
 )
-from ctx_lsp.messages import ChatMessage
-from ctx_lsp.session import FileRecord, Session, SessionStore
-from ctx_lsp.settings import Settings
-from ctx_lsp.store import CtxStore
-from ctx_lsp.workspace import Folder
 
 SCOPE = ("users", "alice")
 

@@ -27,7 +27,7 @@ from ctx_lsp.plugins import (
     PluginError,
     PluginManager,
 )
-from ctx_lsp.templates import Template
+from ctx_lsp.prompting.templates import Template
 from tests.conftest import command, git, open_doc
 from tests.fake_openai import FakeOpenAI
 

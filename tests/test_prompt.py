@@ -6,8 +6,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from ctx_lsp.messages import ChatMessage
-from ctx_lsp.prompt import (
+from ctx_lsp.prompting.prompt import (
     MIN_BUDGET,
     BuiltPrompt,
     PromptParts,
@@ -15,9 +14,10 @@ from ctx_lsp.prompt import (
     count_message_tokens,
     task_renderer,
 )
-from ctx_lsp.relevance import Snippet
-from ctx_lsp.templates import TemplateLibrary
-from ctx_lsp.tokens import count_tokens
+from ctx_lsp.prompting.relevance import Snippet
+from ctx_lsp.prompting.templates import TemplateLibrary
+from ctx_lsp.text.messages import ChatMessage
+from ctx_lsp.text.tokens import count_tokens
 
 LIB = TemplateLibrary.builtin()
 VALUES = {"file": "app/main.py", "language": "python", "branch": "main"}
@@ -281,8 +281,8 @@ def test_fits_when_the_last_piece_costs_more_on_its_own(monkeypatch: pytest.Monk
     message's last piece stands without one. A counter for which that costs more (here: 5
     tokens for a text that does not end in a line break) still gets a prompt that fits, and the
     count reported is the counter's for the final messages."""
-    import ctx_lsp.prompt as prompt_module
-    import ctx_lsp.tokens as tokens_module
+    import ctx_lsp.prompting.prompt as prompt_module
+    import ctx_lsp.text.tokens as tokens_module
 
     real = tokens_module.count_tokens
 

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from ctx_lsp import assistant
-from ctx_lsp.prompt import BuiltPrompt
+from ctx_lsp.assist import assistant
+from ctx_lsp.prompting.prompt import BuiltPrompt
 
 EMPTY = BuiltPrompt([], 0, {})
 

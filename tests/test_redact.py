@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from ctx_lsp.redact import RedactingFilter, find_secrets, redact
+from ctx_lsp.text.redact import RedactingFilter, find_secrets, redact
 from tests.secrets_corpus import ALNUM, B64URL, UPPER_ALNUM, Corpus
 
 C = Corpus(seed=4242)

@@ -9,9 +9,9 @@ import tracemalloc
 
 import pytest
 
-from ctx_lsp import redact as redact_module
-from ctx_lsp import textkey
-from ctx_lsp.redact import redact, register_secret
+from ctx_lsp.text import redact as redact_module
+from ctx_lsp.text import textkey
+from ctx_lsp.text.redact import redact, register_secret
 from tests.secrets_corpus import ALNUM, Corpus
 
 C = Corpus(seed=777)

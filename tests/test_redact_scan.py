@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ctx_lsp
-from ctx_lsp.redact import _mask, _mask_everywhere
+from ctx_lsp.text.redact import _mask, _mask_everywhere
 from tests.secrets_corpus import Corpus
 
 _corpus = Corpus(seed=77)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ctx_lsp.regions import Region, enclosing_region, line_span
-from ctx_lsp.relevance import OpenDoc
+from ctx_lsp.prompting.regions import Region, enclosing_region, line_span
+from ctx_lsp.text.opendoc import OpenDoc
 
 PY = '''import os
 import sys

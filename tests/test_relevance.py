@@ -6,14 +6,14 @@ import time
 
 import pytest
 
-from ctx_lsp import relevance
-from ctx_lsp.relevance import (
+from ctx_lsp.prompting import relevance
+from ctx_lsp.prompting.relevance import (
     MAX_BLOCK_CHARS,
-    OpenDoc,
     definitions,
     identifiers_near,
     rank,
 )
+from ctx_lsp.text.opendoc import OpenDoc
 
 
 def doc(path: str, text: str, language: str = "", modified: float = 0.0) -> OpenDoc:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from ctx_lsp.redact import register_secret
-from ctx_lsp.relevance import OpenDoc
 from ctx_lsp.runtime import Runtime
+from ctx_lsp.text.opendoc import OpenDoc
+from ctx_lsp.text.redact import register_secret
 
 
 def _runtime(tmp_path: Path) -> tuple[Runtime, object]:

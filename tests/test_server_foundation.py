@@ -104,10 +104,10 @@ async def test_folder_without_git_says_so(lsp, tmp_path: Path, home: Path):
 
 
 async def test_session_and_history_survive_restart(lsp, repo: Path):
-    from ctx_lsp.history import History
-    from ctx_lsp.messages import ChatMessage
-    from ctx_lsp.settings import Settings
-    from ctx_lsp.store import CtxStore
+    from ctx_lsp.config.settings import Settings
+    from ctx_lsp.store.ctxdir import CtxStore
+    from ctx_lsp.store.history import History
+    from ctx_lsp.text.messages import ChatMessage
 
     client = await lsp(repo)
     open_doc(client, repo / "app.py")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ctx_lsp.session import SESSION_VERSION, FileRecord, Session, SessionStore
-from ctx_lsp.store import CtxStore
+from ctx_lsp.store.ctxdir import CtxStore
+from ctx_lsp.store.session import SESSION_VERSION, FileRecord, Session, SessionStore
 
 
 def sample() -> Session:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from ctx_lsp import store as store_mod
-from ctx_lsp.history import History
-from ctx_lsp.session import SessionStore
-from ctx_lsp.store import CtxStore
+from ctx_lsp.store import ctxdir as store_mod
+from ctx_lsp.store.ctxdir import CtxStore
+from ctx_lsp.store.history import History
+from ctx_lsp.store.session import SessionStore
 
 
 def corrupt_files(root: Path) -> list[Path]:

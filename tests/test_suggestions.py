@@ -7,7 +7,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ctx_lsp.suggestions import clean_completion, word_before
+from ctx_lsp.assist.suggestions import clean_completion, word_before
 
 
 @settings(max_examples=400, deadline=None)

@@ -7,7 +7,7 @@ from importlib import resources
 
 import pytest
 
-from ctx_lsp.templates import (
+from ctx_lsp.prompting.templates import (
     KNOWN_PLACEHOLDERS,
     Template,
     TemplateError,
@@ -34,7 +34,7 @@ def test_builtins_load(lib: TemplateLibrary) -> None:
 
 
 def test_builtin_files_are_package_data() -> None:
-    folder = resources.files("ctx_lsp").joinpath("builtin_templates")
+    folder = resources.files("ctx_lsp.prompting").joinpath("builtin_templates")
     names = sorted(e.name for e in folder.iterdir() if e.name.endswith(".md"))
     assert {n.split(".")[0] for n in names} == set(BUILTIN_NAMES)
     assert "commit.release.md" in names

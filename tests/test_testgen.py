@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ctx_lsp.testgen import TestPlan, plan_tests
+from ctx_lsp.assist.testgen import TestPlan, plan_tests
 
 PYPROJECT_PYTEST = '[project]\nname = "x"\n\n[tool.pytest.ini_options]\ntestpaths = ["tests"]\n'
 UNITTEST = "import unittest\n\nclass T(unittest.TestCase):\n    pass\n"

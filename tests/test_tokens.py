@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ctx_lsp import tokens
-from ctx_lsp.tokens import (
+from ctx_lsp.text import tokens
+from ctx_lsp.text.tokens import (
     ESTIMATE_NAME,
     count_tokens,
     estimate_tokens,

@@ -8,7 +8,7 @@ import tracemalloc
 
 import pytest
 
-from ctx_lsp import tokens
+from ctx_lsp.text import tokens
 
 
 class CountingEncoder:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ctx_lsp.exclusion import Excluder
-from ctx_lsp.git import GitRepo
-from ctx_lsp.tree import build_tree, human_size, list_files, render_tree
+from ctx_lsp.workspace.exclusion import Excluder
+from ctx_lsp.workspace.git import GitRepo
+from ctx_lsp.workspace.tree import build_tree, human_size, list_files, render_tree
 from tests.conftest import git
 
 FILES = [

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from ctx_lsp import __version__
 
 EPILOG = """\
 commands work in the current workspace's .ctx/ folder: the workspace root is the nearest
@@ -256,13 +256,13 @@ def main(
             parser.error("the server cannot be started from here")
         return serve(args)
     if args.command == "demo":
-        from .demo import main as demo
+        from ctx_lsp.cli.demo import main as demo
 
         return demo(
             [*(["--model", args.model] if args.model else []), *(["--keep"] if args.keep else [])]
         )
     if setup_logging is not None:
         setup_logging(getattr(args, "verbose", 0) or 0, None)
-    from .run import run
+    from ctx_lsp.cli.run import run
 
     return run(args, dict(os.environ), Path.cwd(), sys.stdout, sys.stderr)

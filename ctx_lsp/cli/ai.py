@@ -13,12 +13,21 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .. import tasks
-from ..assistant import Answer
-from ..completion import completion_request
-from ..regions import Region, line_span
-from ..tokens import count_tokens
-from .common import FAILED, USAGE, CliError, Spinner, Streamer, Workspace, emit_json, note
+from ctx_lsp.assist import tasks
+from ctx_lsp.assist.assistant import Answer
+from ctx_lsp.assist.completion import completion_request
+from ctx_lsp.cli.common import (
+    FAILED,
+    USAGE,
+    CliError,
+    Spinner,
+    Streamer,
+    Workspace,
+    emit_json,
+    note,
+)
+from ctx_lsp.prompting.regions import Region, line_span
+from ctx_lsp.text.tokens import count_tokens
 
 #: `explain FILE` without a range: the whole file, up to this share of the prompt budget.
 WHOLE_FILE_SHARE = 0.5

@@ -12,14 +12,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from ..documents import Document, Encoding
-from ..pins import MAX_PINNED_CHARS
-from ..relevance import OpenDoc
-from ..runtime import Runtime
-from ..settings import Layer
-from ..store import CORRUPT_DIR, CTX_DIR
-from ..tasks import View
-from ..workspace import Folder, PathError
+from ctx_lsp.assist.tasks import View
+from ctx_lsp.config.settings import Layer
+from ctx_lsp.runtime import Runtime
+from ctx_lsp.store.ctxdir import CORRUPT_DIR, CTX_DIR
+from ctx_lsp.text.documents import Document, Encoding
+from ctx_lsp.text.languages import language_of
+from ctx_lsp.text.opendoc import OpenDoc
+from ctx_lsp.workspace.folder import Folder, PathError
+from ctx_lsp.workspace.pins import MAX_PINNED_CHARS
 
 # Exit codes (documented in `ctx-lsp --help`).
 OK = 0
@@ -47,13 +48,6 @@ def find_root(start: Path) -> Path:
         if (candidate / CTX_DIR).is_dir() or (candidate / ".git").exists():
             return candidate
     return start
-
-
-def language_of(rel: str) -> str:
-    from ..testgen import _language  # the project's one extension → language table
-
-    lang = _language(rel, "")
-    return "" if lang == "plaintext" else lang
 
 
 def workspace_root(arg: Path | None, cwd: Path) -> Path:

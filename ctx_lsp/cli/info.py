@@ -13,11 +13,11 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-from ..backend import BackendError
-from ..settings import to_wire
-from ..templates import Template
-from ..tree import list_files, render_tree
-from .common import FAILED, OK, STATE, USAGE, CliError, Workspace, emit_json
+from ctx_lsp.backends.openai_compat import BackendError
+from ctx_lsp.cli.common import FAILED, OK, STATE, USAGE, CliError, Workspace, emit_json
+from ctx_lsp.config.settings import to_wire
+from ctx_lsp.prompting.templates import Template
+from ctx_lsp.workspace.tree import list_files, render_tree
 
 #: Most seconds doctor waits for the backend's model list (less when ctx.timeoutS is less).
 DOCTOR_TIMEOUT_S = 5.0
@@ -129,7 +129,7 @@ async def _backend_checks(ws: Workspace) -> list[Check]:
     where = backend.describe()
     why = ""
     with contextlib.suppress(ImportError):  # which backend answers, and why
-        from ..local_backend import select_backend
+        from ctx_lsp.backends.local import select_backend
 
         why = f"; chosen because {select_backend(ws.settings, ws.rt.env)[1]}"
     wait = min(DOCTOR_TIMEOUT_S, ws.settings.timeout_s)

@@ -12,12 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
-from ..backend import BackendError
-from ..git import GitError
-from ..merge import MergeError
-from ..tasks import TaskError
-from ..workspace import PathError
-from .common import (
+from ctx_lsp.assist.tasks import TaskError
+from ctx_lsp.backends.openai_compat import BackendError
+from ctx_lsp.cli.common import (
     BACKEND,
     FAILED,
     INTERRUPTED,
@@ -30,6 +27,9 @@ from .common import (
     warn,
     workspace_root,
 )
+from ctx_lsp.workspace.folder import PathError
+from ctx_lsp.workspace.git import GitError
+from ctx_lsp.workspace.merge import MergeError
 
 #: Commands that report configuration problems themselves (as their result, not warnings).
 REPORTS_CONFIG = {"info:templates_check", "info:doctor"}

@@ -9,10 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-from .. import merge, tasks
-from ..messages import ChatMessage
-from ..store import CtxStore
-from .common import USAGE, CliError, Spinner, Workspace, emit_json, note, warn
+from ctx_lsp.assist import tasks
+from ctx_lsp.cli.common import USAGE, CliError, Spinner, Workspace, emit_json, note, warn
+from ctx_lsp.store.ctxdir import CtxStore
+from ctx_lsp.text.messages import ChatMessage
+from ctx_lsp.workspace import merge
 
 
 def _when(t: float) -> str:

@@ -31,18 +31,18 @@ from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
 from pygls.uris import to_fs_path
 
-from .. import __version__
-from ..assistant import Assistant
-from ..backend import BackendError
-from ..documents import Document, DocumentStore
-from ..relevance import OpenDoc
-from ..runtime import Runtime
-from ..scheduling import LatestOnly
-from ..settings import Layer, Settings
-from ..tasks import View
-from ..workspace import Folder
-from .reader import Reframed, answer_without_id
-from .records import DeferredRecords
+from ctx_lsp import __version__
+from ctx_lsp.assist.assistant import Assistant
+from ctx_lsp.assist.tasks import View
+from ctx_lsp.backends.openai_compat import BackendError
+from ctx_lsp.config.settings import Layer, Settings
+from ctx_lsp.runtime import Runtime
+from ctx_lsp.server.reader import Reframed, answer_without_id
+from ctx_lsp.server.records import DeferredRecords
+from ctx_lsp.server.scheduling import LatestOnly
+from ctx_lsp.text.documents import Document, DocumentStore
+from ctx_lsp.text.opendoc import OpenDoc
+from ctx_lsp.workspace.folder import Folder
 
 log = logging.getLogger(__name__)
 
@@ -318,7 +318,7 @@ class CtxServer(LanguageServer):
         self._save_handle = loop.call_later(SESSION_SAVE_DELAY_S, self.save_sessions)
 
     def save_sessions(self) -> None:
-        from ..session import FileRecord
+        from ctx_lsp.store.session import FileRecord
 
         self._save_handle = None
         for folder in self.folders.values():
@@ -345,7 +345,7 @@ def uri_path(uri: str) -> Path | None:
 
 
 def build_server(env: dict[str, str] | None = None) -> CtxServer:
-    from . import (
+    from ctx_lsp.server import (
         action_handlers,
         ai_handlers,
         context_handlers,

@@ -8,12 +8,22 @@ from typing import Any, TypeVar
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInvalidParams
 
-from .. import commands, tasks
-from ..backend import BackendError
-from ..completion import completion_request
-from . import CtxServer, plugin_handlers
-from .edits import fix_edit, offsets, region_for, save_answer, show, target, tests_edit, view
-from .progress import Progress
+from ctx_lsp import commands
+from ctx_lsp.assist import tasks
+from ctx_lsp.assist.completion import completion_request
+from ctx_lsp.backends.openai_compat import BackendError
+from ctx_lsp.server import CtxServer, plugin_handlers
+from ctx_lsp.server.edits import (
+    fix_edit,
+    offsets,
+    region_for,
+    save_answer,
+    show,
+    target,
+    tests_edit,
+    view,
+)
+from ctx_lsp.server.progress import Progress
 
 T = TypeVar("T")
 EXPLAIN_KIND = types.CodeActionKind.Refactor + ".ctx.explain"

@@ -7,12 +7,12 @@ import logging
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
-from ..backend import BackendError
-from ..completion import completion_request
-from ..documents import Document, DocumentError
-from ..suggestions import clean_completion, word_before
-from ..workspace import Folder
-from . import CtxServer
+from ctx_lsp.assist.completion import completion_request
+from ctx_lsp.assist.suggestions import clean_completion, word_before
+from ctx_lsp.backends.openai_compat import BackendError
+from ctx_lsp.server import CtxServer
+from ctx_lsp.text.documents import Document, DocumentError
+from ctx_lsp.workspace.folder import Folder
 
 log = logging.getLogger(__name__)
 

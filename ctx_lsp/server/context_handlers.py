@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import commands
-from ..context import context_file_json, snapshot, summary_text
-from ..workspace import Folder, PathError
-from . import CtxServer
+from ctx_lsp import commands
+from ctx_lsp.server import CtxServer
+from ctx_lsp.workspace.context import context_file_json, snapshot, summary_text
+from ctx_lsp.workspace.folder import Folder, PathError
 
 
 def _folder_for_path(ls: CtxServer, arg: str) -> tuple[Folder, str]:

@@ -11,14 +11,14 @@ from typing import Any
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
-from .. import tasks
-from ..documents import Document, DocumentError
-from ..regions import Region, enclosing_region
-from ..relevance import OpenDoc
-from ..testgen import plan_tests
-from ..workspace import Folder
-from . import CtxServer, uri_path
-from .progress import Progress
+from ctx_lsp.assist import tasks
+from ctx_lsp.assist.testgen import plan_tests
+from ctx_lsp.prompting.regions import Region, enclosing_region
+from ctx_lsp.server import CtxServer, uri_path
+from ctx_lsp.server.progress import Progress
+from ctx_lsp.text.documents import Document, DocumentError
+from ctx_lsp.text.opendoc import OpenDoc
+from ctx_lsp.workspace.folder import Folder
 
 #: Answers kept under .ctx/answers/ per user; older ones are removed.
 MAX_ANSWERS = 50

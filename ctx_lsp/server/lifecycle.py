@@ -8,10 +8,9 @@ from pathlib import Path
 
 from lsprotocol import types
 
-from .. import memory
-from ..documents import Encoding
-from . import CtxServer, uri_path
-from .progress import Progress
+from ctx_lsp.server import CtxServer, memory, uri_path
+from ctx_lsp.server.progress import Progress
+from ctx_lsp.text.documents import Encoding
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +71,7 @@ def register(server: CtxServer) -> None:
 def warm_up() -> None:
     import openai  # noqa: F401  (slow to import: ~0.4 s)
 
-    from ..tokens import count_tokens
+    from ctx_lsp.text.tokens import count_tokens
 
     count_tokens("warm up")
 
@@ -87,8 +86,8 @@ async def release_memory() -> None:
 
 async def load_local_model(ls: CtxServer) -> None:
     """The embedded model loads once, off the event loop, with progress in the editor."""
-    from ..backend import BackendError
-    from ..local_backend import LocalBackend
+    from ctx_lsp.backends.local import LocalBackend
+    from ctx_lsp.backends.openai_compat import BackendError
 
     backend = ls.rt.backend
     if not isinstance(backend, LocalBackend):

@@ -11,11 +11,11 @@ from typing import Any
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams
 
-from .. import commands
-from ..plugins import ActionRequest, CommandContext, PluginError
-from ..workspace import Folder
-from . import CtxServer
-from .edits import Target
+from ctx_lsp import commands
+from ctx_lsp.plugins import ActionRequest, CommandContext, PluginError
+from ctx_lsp.server import CtxServer
+from ctx_lsp.server.edits import Target
+from ctx_lsp.workspace.folder import Folder
 
 PLUGIN_KIND = types.CodeActionKind.Refactor + ".ctx.plugin"
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from lsprotocol import types
 
-from ..redact import redact
-from . import CtxServer
+from ctx_lsp.server import CtxServer
+from ctx_lsp.text.redact import redact
 
 #: Reports are throttled: a streamed answer would otherwise send one per token.
 REPORT_INTERVAL_S = 0.1

@@ -13,8 +13,8 @@ import asyncio
 import logging
 import threading
 
-from ..history import History
-from ..messages import ChatMessage
+from ctx_lsp.store.history import History
+from ctx_lsp.text.messages import ChatMessage
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lsprotocol import types
 
-from . import CtxServer
+from ctx_lsp.server import CtxServer
 
 
 def _range(change: types.TextDocumentContentChangeEvent) -> tuple[int, int, int, int] | None:

@@ -18,7 +18,7 @@ try:
     import tomllib
 except ImportError:  # Python 3.10
     import tomli as tomllib
-from ctx_lsp.settings import FIELDS, Settings, to_wire
+from ctx_lsp.config.settings import FIELDS, Settings, to_wire
 
 ROOT = Path(__file__).resolve().parents[2]
 VSCODE = ROOT / "editors" / "vscode"

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ctx_lsp.history import History
-from ctx_lsp.session import SessionStore
-from ctx_lsp.store import CtxStore
+from ctx_lsp.store.ctxdir import CtxStore
+from ctx_lsp.store.history import History
+from ctx_lsp.store.session import SessionStore
 
 from ._rpc import RawServer, RpcError, rng_json
 

@@ -14,10 +14,10 @@ import random
 import sys
 from pathlib import Path
 
-from ctx_lsp.history import History
-from ctx_lsp.messages import ChatMessage
-from ctx_lsp.session import SessionStore
-from ctx_lsp.store import CtxStore
+from ctx_lsp.store.ctxdir import CtxStore
+from ctx_lsp.store.history import History
+from ctx_lsp.store.session import SessionStore
+from ctx_lsp.text.messages import ChatMessage
 
 
 def main(argv: list[str]) -> int:

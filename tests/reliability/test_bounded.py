@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from ctx_lsp.cache import ResponseCache
-from ctx_lsp.history import History
-from ctx_lsp.messages import ChatMessage
-from ctx_lsp.store import CtxStore
+from ctx_lsp.store.cache import ResponseCache
+from ctx_lsp.store.ctxdir import CtxStore
+from ctx_lsp.store.history import History
+from ctx_lsp.text.messages import ChatMessage
 from tests.fake_openai import FakeOpenAI
 
 from ._rpc import RawServer, isolated_env, rng_json

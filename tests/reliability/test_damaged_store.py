@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from ctx_lsp.history import History
-from ctx_lsp.messages import ChatMessage
-from ctx_lsp.session import Session, SessionStore
-from ctx_lsp.settings import Settings
-from ctx_lsp.store import CtxStore
+from ctx_lsp.config.settings import Settings
+from ctx_lsp.store.ctxdir import CtxStore
+from ctx_lsp.store.history import History
+from ctx_lsp.store.session import Session, SessionStore
+from ctx_lsp.text.messages import ChatMessage
 from tests.conftest import command, open_doc
 from tests.fake_openai import FakeOpenAI
 

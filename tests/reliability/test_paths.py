@@ -117,9 +117,9 @@ async def test_pinned_paths_never_lead_outside(lsp, layout: Path, fake_openai: F
     """Pins are checked when added; they must also be checked when read: a session file that
     came with the repository (`.ctx/` may be committed by someone else) or a pinned file that
     was replaced by a symlink must not pull outside files into prompts."""
-    from ctx_lsp.session import Session, SessionStore
-    from ctx_lsp.settings import Settings
-    from ctx_lsp.store import CtxStore
+    from ctx_lsp.config.settings import Settings
+    from ctx_lsp.store.ctxdir import CtxStore
+    from ctx_lsp.store.session import Session, SessionStore
 
     outside = layout.parent / "outside.txt"
     if how == "session-from-disk":

@@ -14,9 +14,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from ctx_lsp.history import History
-from ctx_lsp.settings import Settings
-from ctx_lsp.store import CtxStore
+from ctx_lsp.config.settings import Settings
+from ctx_lsp.store.ctxdir import CtxStore
+from ctx_lsp.store.history import History
 from tests.fake_openai import FakeOpenAI
 
 from ._crash import cache_integrity

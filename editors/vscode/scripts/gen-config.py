@@ -82,7 +82,7 @@ def _json_type(default: Any) -> str:
 
 
 def server_properties() -> dict[str, dict[str, Any]]:
-    from ctx_lsp.settings import FIELDS, Settings, to_wire
+    from ctx_lsp.config.settings import FIELDS, Settings, to_wire
 
     defaults = to_wire(Settings())
     props: dict[str, dict[str, Any]] = {}
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         if current != wanted:
             print(
-                f"{args.package}: contributes.configuration differs from ctx_lsp.settings; "
+                f"{args.package}: contributes.configuration differs from ctx_lsp.config.settings; "
                 "run: python editors/vscode/scripts/gen-config.py",
                 file=sys.stderr,
             )

@@ -18,7 +18,7 @@ from ctx_lsp.plugins import (
     Plugin,
     PluginAction,
 )
-from ctx_lsp.templates import Template, parse_template
+from ctx_lsp.prompting.templates import Template, parse_template
 
 SHOW = "ticket.show"
 #: Lines of the ticket's body that go into prompts after its title.

@@ -1,6 +1,7 @@
 """Commit messages: the project's convention, a diff packed for the prompt, the reply cleaned.
 
-Pure functions, no I/O: :mod:`ctx_lsp.tasks` feeds them the output of :mod:`ctx_lsp.git`.
+Pure functions, no I/O: :mod:`ctx_lsp.assist.tasks` feeds them the output of
+:mod:`ctx_lsp.workspace.git`.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .git import Commit, Diff, FileStat
-from .tokens import count_tokens, truncate_to_tokens
+from ctx_lsp.text.tokens import count_tokens, truncate_to_tokens
+from ctx_lsp.workspace.git import Commit, Diff, FileStat
 
 _CC = re.compile(
     r"(?:feat|fix|docs|style|refactor|perf|test|build|ci|chore|revert)(?:\([^()\n]*\))?!?: \S",

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .git import GitRepo
+    from ctx_lsp.workspace.git import GitRepo
 
 #: Most files listed; a larger project is cut (and says so).
 MAX_FILES = 20_000
@@ -125,7 +125,7 @@ def _stat_size(root: Path, rel: str) -> int | None:
 
 
 async def _git_listing(git: GitRepo) -> list[str] | None:
-    from .git import GitError
+    from ctx_lsp.workspace.git import GitError
 
     try:
         out = await git.run(

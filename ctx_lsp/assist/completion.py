@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from .assistant import Request
-from .documents import Document
-from .redact import redact
-from .relevance import OpenDoc
-from .runtime import MAX_RELATED_CHARS
-from .settings import Settings
-from .tokens import chars_per_token
+from ctx_lsp.assist.assistant import Request
+from ctx_lsp.config.settings import Settings
+from ctx_lsp.text.documents import Document
+from ctx_lsp.text.opendoc import MAX_RELATED_CHARS, OpenDoc
+from ctx_lsp.text.redact import redact
+from ctx_lsp.text.tokens import chars_per_token
 
 #: Share of the prompt budget for the cursor window: the rest is for related code from
 #: other files, the conversation and the project summary (all trimmed to fit).

@@ -1,6 +1,6 @@
 """What code an action (explain, fix, write tests...) is about: the selection, else the
 innermost definition around the cursor, else the paragraph around it, else the whole (small)
-file. Definitions come from :func:`ctx_lsp.relevance.definitions` (regex-based, cached).
+file. Definitions come from :func:`ctx_lsp.prompting.relevance.definitions` (regex-based, cached).
 
 Offsets are indexes into ``doc.text`` (Python string indexes). Lines are 0-based and end at
 ``"\\n"`` (a ``"\\r"`` before it belongs to the line).
@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .relevance import OpenDoc, definitions
+from ctx_lsp.prompting.relevance import definitions
+from ctx_lsp.text.opendoc import OpenDoc
 
 MAX_BLOCK_LINES = 60  # a paragraph region is at most this many lines
 SMALL_FILE_LINES = 80  # below this, the whole file is a fallback region

@@ -3,7 +3,7 @@
 Everything that may go into a prompt is collected in one typed, ordered container,
 :class:`PromptParts`, and :func:`build_messages` turns it into messages that fit in
 ``budget - reserve_output`` tokens, as measured by :func:`count_message_tokens`
-(:func:`ctx_lsp.tokens.count_tokens` of every message content, plus
+(:func:`ctx_lsp.text.tokens.count_tokens` of every message content, plus
 :data:`MESSAGE_OVERHEAD` per message and :data:`REPLY_OVERHEAD` once).
 
 The task and the cursor window
@@ -15,8 +15,8 @@ builder can then re-render the task with a smaller window when the whole window 
 Only then is the window trimmed: the prefix loses its start, the suffix its end (about three
 quarters of the room go to the prefix), snapped to whole lines where that costs little.
 :func:`task_renderer` makes such a function from a template of a
-:class:`~ctx_lsp.templates.TemplateLibrary`. Without ``render_task`` the ``task`` string is
-used as is, and ``cursor_prefix`` / ``cursor_suffix`` are ignored.
+:class:`~ctx_lsp.prompting.templates.TemplateLibrary`. Without ``render_task`` the ``task``
+string is used as is, and ``cursor_prefix`` / ``cursor_suffix`` are ignored.
 
 Only when even the system text and the task with an empty window do not fit are those cut as
 well (the system text keeps its start, the task its start and end), so that the result always
@@ -48,14 +48,14 @@ Parts with nothing dropped are absent.
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .messages import ChatMessage
-from .relevance import Snippet
-from .templates import TemplateLibrary
-from .tokens import count_joined, count_tokens, truncate_to_tokens
+from ctx_lsp.prompting.relevance import Snippet
+from ctx_lsp.prompting.templates import TemplateLibrary
+from ctx_lsp.text.languages import fence_language
+from ctx_lsp.text.messages import ChatMessage
+from ctx_lsp.text.tokens import count_joined, count_tokens, truncate_to_tokens
 
 #: Tokens a chat API adds per message (role and separators), counted generously.
 MESSAGE_OVERHEAD = 4
@@ -76,24 +76,6 @@ _SUMMARY_HEADER = "Summary of the earlier conversation:"
 
 TaskRenderer = Callable[[str, str], str]
 
-_FENCE_LANG = {
-    ".py": "python",
-    ".ts": "typescript",
-    ".tsx": "tsx",
-    ".js": "javascript",
-    ".jsx": "jsx",
-    ".go": "go",
-    ".rs": "rust",
-    ".java": "java",
-    ".c": "c",
-    ".h": "c",
-    ".cpp": "cpp",
-    ".cs": "csharp",
-    ".rb": "ruby",
-    ".kt": "kotlin",
-    ".swift": "swift",
-}
-
 
 @dataclass
 class PromptParts:
@@ -109,7 +91,7 @@ class PromptParts:
     project_summary: str = ""
     #: ``(prefix, suffix) -> task``; lets the builder shrink the cursor window to fit.
     render_task: TaskRenderer | None = None
-    #: ``kind`` of the final user message (see :data:`ctx_lsp.messages.Kind`).
+    #: ``kind`` of the final user message (see :data:`ctx_lsp.text.messages.Kind`).
     kind: str = "chat"
 
 
@@ -216,7 +198,7 @@ def _fit_window(
 
 
 def _fence(path: str, text: str) -> str:
-    lang = _FENCE_LANG.get(posixpath.splitext(path)[1].lower(), "")
+    lang = fence_language(path)
     ticks = "```"
     while ticks in text:
         ticks += "`"
@@ -289,7 +271,7 @@ def _core(parts: PromptParts, room: int, dropped: dict[str, int]) -> tuple[str, 
 
 def _joined_cost(piece: str) -> int:
     """Tokens ``piece`` adds to a message it is joined into, followed by another piece
-    (see :func:`ctx_lsp.tokens.count_joined`)."""
+    (see :func:`ctx_lsp.text.tokens.count_joined`)."""
     return count_tokens(piece + _SEP)
 
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import filelock
 
-from .messages import ChatMessage
-from .store import CtxStore, fsync_dir
+from ctx_lsp.store.ctxdir import CtxStore, fsync_dir
+from ctx_lsp.text.messages import ChatMessage
 
 HISTORY_VERSION = 1
 HEADER_KEY = "ctx_history"

@@ -34,11 +34,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .history import History
-from .messages import ChatMessage
-from .session import FileRecord, Session, SessionStore
-from .store import CTX_DIR, CtxStore
-from .workspace import Folder
+from ctx_lsp.store.ctxdir import CTX_DIR, CtxStore
+from ctx_lsp.store.history import History
+from ctx_lsp.store.session import FileRecord, Session, SessionStore
+from ctx_lsp.text.messages import ChatMessage
+from ctx_lsp.workspace.folder import Folder
 
 SESSION_FILE = "session.json"
 HISTORY_FILE = "history.jsonl"

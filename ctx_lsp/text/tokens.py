@@ -38,7 +38,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from .textkey import LruMemo, text_key
+from ctx_lsp.text.textkey import LruMemo, text_key
 
 #: Encodings tried, best first, with the blob tiktoken loads and the SHA-256 it expects.
 _ENCODINGS: tuple[tuple[str, str, str], ...] = (
@@ -234,7 +234,7 @@ def _learn(chars: int, tokens: int) -> None:
         _chars_per_token = min(8.0, max(2.0, chars / tokens))
 
 
-#: Counts remembered. Entries hold no text (see :func:`ctx_lsp.textkey.text_key`): ~330 bytes
+#: Counts remembered. Entries hold no text (see :func:`ctx_lsp.text.textkey.text_key`): ~330 bytes
 #: each, ~1.4 MB in all.
 COUNTS_MAX_ENTRIES = 4096
 

@@ -239,7 +239,7 @@ def parse_template(text: str, name: str, source: str) -> Template:
 
 @functools.lru_cache(maxsize=1)
 def _builtin_templates() -> tuple[Template, ...]:
-    folder = resources.files("ctx_lsp").joinpath("builtin_templates")
+    folder = resources.files("ctx_lsp.prompting").joinpath("builtin_templates")
     out: list[Template] = []
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".md") and entry.is_file():

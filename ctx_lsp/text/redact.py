@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .textkey import LruMemo, text_key
+from ctx_lsp.text.textkey import LruMemo, text_key
 
 # (kind, pattern); a pattern with a group masks only that group, keeping the rest readable.
 _PATTERNS: list[tuple[str, str]] = [
@@ -277,7 +277,7 @@ class _MaskMemo(LruMemo[str]):
 
     Documents and prompt parts recur request after request (the server masks every open
     document for every completion), so a hit must cost no pass over the text; see
-    :func:`ctx_lsp.textkey.text_key`. A text without secrets is stored as "" (unchanged:
+    :func:`ctx_lsp.text.textkey.text_key`. A text without secrets is stored as "" (unchanged:
     masking never empties a text), not copied: its entry costs only the fixed charge."""
 
     def __init__(self, max_bytes: int, max_entries: int) -> None:

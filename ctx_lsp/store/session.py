@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .store import CtxStore
+from ctx_lsp.store.ctxdir import CtxStore
 
 SESSION_VERSION = 1
 

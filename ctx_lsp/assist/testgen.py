@@ -11,7 +11,7 @@ import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
-from .relevance import EXTENSION_LANGUAGES
+from ctx_lsp.text.languages import language_of
 
 _READ_CAP = 65_536  # bytes read from any one file
 _SAMPLE_TESTS = 3  # existing test files read to guess the framework
@@ -37,18 +37,11 @@ def _read(path: Path) -> str:
         return ""
 
 
-def _language(rel: str, language_id: str) -> str:
-    lang = (language_id or "").lower()
-    if lang in ("", "plaintext"):
-        return EXTENSION_LANGUAGES.get(posixpath.splitext(rel.lower())[1], lang or "plaintext")
-    return {"py": "python", "js": "javascript", "ts": "typescript"}.get(lang, lang)
-
-
 def plan_tests(root: Path, rel_source: str, language_id: str) -> TestPlan:
     """The test file for `rel_source` (relative to `root`) and the framework to write it with."""
     root = Path(root)
     rel = posixpath.normpath(rel_source.replace("\\", "/")).lstrip("/")
-    lang = _language(rel, language_id)
+    lang = language_of(rel, language_id) or "plaintext"
     folder, base = posixpath.split(rel)
     stem, ext = posixpath.splitext(base)
     if lang == "python":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from .redact import redact
+from ctx_lsp.text.redact import redact
 
 #: A name that looks like it holds a secret: its value never enters the context.
 SECRET_NAME = re.compile(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from ctx_lsp.messages import ChatMessage
+from ctx_lsp.text.messages import ChatMessage
 
 if TYPE_CHECKING:
     from openai import APIStatusError, AsyncOpenAI

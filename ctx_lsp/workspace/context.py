@@ -7,12 +7,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .documents import Document
-from .environment import allowed_environment
-from .git import BranchInfo
-from .settings import Settings
-from .tree import human_size
-from .workspace import Folder
+from ctx_lsp.config.settings import Settings
+from ctx_lsp.text.documents import Document
+from ctx_lsp.workspace.environment import allowed_environment
+from ctx_lsp.workspace.folder import Folder
+from ctx_lsp.workspace.git import BranchInfo
+from ctx_lsp.workspace.tree import human_size
 
 
 @dataclass(frozen=True)

@@ -14,17 +14,24 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
-from .backend import Backend, BackendConfig, BackendError, Usage, require_text
-from .cache import ResponseCache, cache_key
-from .git import GitError
-from .history import History
-from .messages import ChatMessage
-from .prompt import BuiltPrompt, PromptParts, TaskRenderer, build_messages, task_renderer
-from .redact import redact, register_secret
-from .relevance import OpenDoc, rank
-from .settings import Settings
-from .templates import TemplateLibrary
-from .workspace import Folder
+from ctx_lsp.backends.openai_compat import Backend, BackendConfig, BackendError, Usage, require_text
+from ctx_lsp.config.settings import Settings
+from ctx_lsp.prompting.prompt import (
+    BuiltPrompt,
+    PromptParts,
+    TaskRenderer,
+    build_messages,
+    task_renderer,
+)
+from ctx_lsp.prompting.relevance import rank
+from ctx_lsp.prompting.templates import TemplateLibrary
+from ctx_lsp.store.cache import ResponseCache, cache_key
+from ctx_lsp.store.history import History
+from ctx_lsp.text.messages import ChatMessage
+from ctx_lsp.text.opendoc import OpenDoc
+from ctx_lsp.text.redact import redact, register_secret
+from ctx_lsp.workspace.folder import Folder
+from ctx_lsp.workspace.git import GitError
 
 log = logging.getLogger(__name__)
 

@@ -9,13 +9,13 @@ import logging
 import time
 from pathlib import Path
 
-from .cache import ResponseCache
-from .exclusion import Excluder
-from .git import GitRepo
-from .history import History
-from .session import FileRecord, Session, SessionStore
-from .settings import Settings, _safe_name
-from .store import CtxStore
+from ctx_lsp.config.settings import Settings, _safe_name
+from ctx_lsp.store.cache import ResponseCache
+from ctx_lsp.store.ctxdir import CtxStore
+from ctx_lsp.store.history import History
+from ctx_lsp.store.session import FileRecord, Session, SessionStore
+from ctx_lsp.workspace.exclusion import Excluder
+from ctx_lsp.workspace.git import GitRepo
 
 log = logging.getLogger(__name__)
 

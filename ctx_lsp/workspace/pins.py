@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from .redact import redact
-from .relevance import OpenDoc
-from .workspace import Folder, PathError
+from ctx_lsp.text.opendoc import OpenDoc
+from ctx_lsp.text.redact import redact
+from ctx_lsp.workspace.folder import Folder, PathError
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .settings import Layer
+from ctx_lsp.config.settings import Layer
 
 CONFIG_NAME = "config.toml"
 #: Tables that are not settings.

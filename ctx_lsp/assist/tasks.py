@@ -7,14 +7,14 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from .assistant import Answer, Assistant, Request
-from .commit import clean_message, convention_hint, detect_convention, pack_diff
-from .git import Diff, GitError
-from .regions import Region
-from .relevance import OpenDoc
-from .suggestions import strip_fences
-from .testgen import TestPlan
-from .tokens import count_tokens
+from ctx_lsp.assist.assistant import Answer, Assistant, Request
+from ctx_lsp.assist.commit import clean_message, convention_hint, detect_convention, pack_diff
+from ctx_lsp.assist.suggestions import strip_fences
+from ctx_lsp.assist.testgen import TestPlan
+from ctx_lsp.prompting.regions import Region
+from ctx_lsp.text.opendoc import OpenDoc
+from ctx_lsp.text.tokens import count_tokens
+from ctx_lsp.workspace.git import Diff, GitError
 
 Delta = Callable[[str], None] | None
 

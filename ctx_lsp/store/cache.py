@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .messages import ChatMessage
+from ctx_lsp.text.messages import ChatMessage
 
 log = logging.getLogger(__name__)
 

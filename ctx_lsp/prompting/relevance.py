@@ -33,21 +33,15 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ctx_lsp.text.languages import language_of
+from ctx_lsp.text.opendoc import OpenDoc
+
 MAX_BLOCK_CHARS = 3000
 HEAD_LINES = 40
 HEAD_CHARS = 1500
 MAX_DEFS_PER_DOC = 4
 MAX_RECENT = 5
 _INDEX_CACHE_SIZE = 512
-
-
-@dataclass(frozen=True)
-class OpenDoc:
-    uri: str
-    path: str
-    language_id: str
-    text: str
-    modified: float
 
 
 @dataclass(frozen=True)
@@ -61,46 +55,12 @@ class Snippet:
 # --------------------------------------------------------------------------------------------
 # Languages
 
-#: File extension → LSP language id (also used to plan test files).
-EXTENSION_LANGUAGES = {
-    ".py": "python",
-    ".pyi": "python",
-    ".js": "javascript",
-    ".mjs": "javascript",
-    ".cjs": "javascript",
-    ".jsx": "javascriptreact",
-    ".ts": "typescript",
-    ".mts": "typescript",
-    ".cts": "typescript",
-    ".tsx": "typescriptreact",
-    ".go": "go",
-    ".rs": "rust",
-    ".java": "java",
-    ".c": "c",
-    ".h": "c",
-    ".cc": "cpp",
-    ".cpp": "cpp",
-    ".cxx": "cpp",
-    ".hpp": "cpp",
-    ".hh": "cpp",
-    ".cs": "csharp",
-    ".kt": "kotlin",
-    ".kts": "kotlin",
-    ".swift": "swift",
-    ".scala": "scala",
-    ".php": "php",
-    ".dart": "dart",
-}
-
 _JS = {"javascript", "typescript", "javascriptreact", "typescriptreact", "js", "ts", "jsx", "tsx"}
 _CLIKE = {"c", "cpp", "java", "csharp", "objective-c", "objective-cpp", "dart"}
 
 
 def _language(doc: OpenDoc) -> str:
-    lang = (doc.language_id or "").lower()
-    if lang and lang != "plaintext":
-        return lang
-    return EXTENSION_LANGUAGES.get(posixpath.splitext(doc.path.lower())[1], lang)
+    return language_of(doc.path, doc.language_id)
 
 
 def _family(lang: str) -> str:

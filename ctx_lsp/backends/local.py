@@ -25,8 +25,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .backend import Backend, BackendConfig, BackendError, Completion, Usage
-from .local_model import (
+from ctx_lsp.backends.local_model import (
     DEFAULT_MODEL_DIST,
     EXTRA_HINT,
     Cancelled,
@@ -40,8 +39,9 @@ from .local_model import (
     get_host,
     timeout_error,
 )
-from .messages import ChatMessage
-from .settings import Settings
+from ctx_lsp.backends.openai_compat import Backend, BackendConfig, BackendError, Completion, Usage
+from ctx_lsp.config.settings import Settings
+from ctx_lsp.text.messages import ChatMessage
 
 log = logging.getLogger(__name__)
 

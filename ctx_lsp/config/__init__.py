@@ -1,0 +1,4 @@
+"""Settings: the typed, defaulted tree, its layers, the config files, and workspace trust.
+
+May import: ctx_lsp.text.
+"""
