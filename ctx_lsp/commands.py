@@ -15,6 +15,7 @@ ADD_FILE = "ctx.addFile"
 REMOVE_FILE = "ctx.removeFile"
 CLEAR_HISTORY = "ctx.clearHistory"
 CLEAR_SESSION = "ctx.clearSession"
+TRUST_WORKSPACE = "ctx.trustWorkspace"
 
 
 class ArgumentError(ValueError):

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from ctx_lsp.assist.tasks import View
 from ctx_lsp.backends.openai_compat import Backend
 from ctx_lsp.config.files import read_config, user_config_path, workspace_config_path
 from ctx_lsp.config.settings import Layer, Settings, resolve
+from ctx_lsp.config.trust import HeldBack, TrustStore, fingerprint, split_layer
 from ctx_lsp.plugins import ContextRequest, PluginManager
 from ctx_lsp.prompting.templates import TemplateError, TemplateLibrary, parse_template
 from ctx_lsp.text.opendoc import MAX_RELATED_CHARS, OpenDoc
@@ -27,10 +30,6 @@ from ctx_lsp.workspace.pins import read_pinned
 
 log = logging.getLogger(__name__)
 
-#: Open files larger than this are not offered as related code: generated files and data
-#: dumps, which would cost masking and indexing on every request for little help.
-
-
 #: A folder changed this recently (ns) may change again within the same mtime tick.
 _RACY_NS = 2_000_000_000
 
@@ -41,6 +40,25 @@ def _mtime_ns(path: Path) -> int:
         return os.stat(path).st_mtime_ns
     except OSError:
         return -1
+
+
+def close_later(backend: Backend) -> None:
+    """Close a backend's HTTP client: on the running loop when there is one, else now."""
+    aclose = getattr(backend, "aclose", None)
+    if aclose is None:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        with contextlib.suppress(Exception):
+            asyncio.run(aclose())
+        return
+    task = loop.create_task(aclose())
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+
+
+_closing: set[asyncio.Task[Any]] = set()
 
 
 def templates_from_tables(tables: Mapping[str, Any], source: str) -> tuple[list[Any], list[str]]:
@@ -64,6 +82,19 @@ def templates_from_tables(tables: Mapping[str, Any], source: str) -> tuple[list[
     return out, problems
 
 
+@dataclass
+class FolderConfig:
+    """Settings and templates in force for one workspace folder: the user's layers with this
+    folder's own `.ctx/` files on top, minus what they may not decide until trusted."""
+
+    settings: Settings
+    origins: dict[str, str]
+    templates: TemplateLibrary
+    #: what the folder's files asked for and did not get (empty once trusted)
+    held_back: HeldBack
+    backend: Backend | None = None
+
+
 class Runtime:
     def __init__(self, env: Mapping[str, str], plugins: PluginManager | None = None) -> None:
         self.env = dict(env)
@@ -76,8 +107,14 @@ class Runtime:
             plugins.load()
         self.plugins = plugins
         self.extra_templates: list[Any] = []  # from plugins, asked again on every load()
-        self._backend: Backend | None = None
-        self._backend_settings: Settings | None = None  # the settings it was chosen for
+        self.trust = TrustStore()
+        #: False while the editor itself distrusts the workspace (VS Code's restricted mode):
+        #: then no folder's files are trusted, whatever the trust file says
+        self.editor_trusted = True
+        self._client_layers: tuple[Layer, ...] = ()
+        self._configs: dict[Path, FolderConfig] = {}
+        self._base = FolderConfig(Settings(), {}, self.templates, HeldBack(Path()))
+        self._backends: dict[tuple[Any, ...], Backend] = {}
         self._stamp: tuple[tuple[str, int], ...] = ()
         self._listings: dict[Path, tuple[int, list[Path]]] = {}  # template folder → its files
         #: folder → (when, values registered, open documents, those readable, masked)
@@ -88,7 +125,7 @@ class Runtime:
         """Files whose change means settings or templates must be read again."""
         user = user_config_path()
         dirs = [user.parent / "templates"] + [r / ".ctx" / "templates" for r in self.folders]
-        files = [user] + [workspace_config_path(r) for r in self.folders]
+        files = [user, self.trust.path] + [workspace_config_path(r) for r in self.folders]
         for d in dirs:
             files.append(d)
             files += self._templates_in(d, _mtime_ns(d))
@@ -120,41 +157,103 @@ class Runtime:
         return self._config_stamp() != self._stamp
 
     def load(self, *client_layers: Layer) -> list[str]:
-        """Re-read every layer (lowest first) and the templates; returns the problems."""
+        """Re-read every layer (lowest first) and the templates, for the user alone and for
+        each folder with its own `.ctx/` files; returns the problems, each once."""
+        self._client_layers = client_layers
         self._stamp = self._config_stamp()
-        layers: list[Layer] = []
-        problems: list[str] = []
-        templates = TemplateLibrary.builtin()
+        problems: dict[str, None] = {}
         self.extra_templates = self.plugins.templates()
-        templates.add_all(self.extra_templates)
-        sources = [(user_config_path(), "user config", user_config_path().parent / "templates")]
-        for root in self.folders:
-            sources.append(
-                (workspace_config_path(root), "workspace config", root / ".ctx" / "templates")
+        user_path = user_config_path()
+        user_layer, user_tables, errs = read_config(user_path, "user config")
+        user_templates, more = templates_from_tables(user_tables, str(user_path))
+        problems.update(dict.fromkeys(errs + more))
+
+        def library() -> TemplateLibrary:
+            templates = TemplateLibrary.builtin()
+            templates.add_all(self.extra_templates)
+            templates.add_all(user_templates)
+            problems.update(
+                dict.fromkeys(templates.load_directory(user_path.parent / "templates", "user"))
             )
-        for path, label, template_dir in sources:
-            layer, tables, errs = read_config(path, label)
-            layers.append(layer)
-            problems += errs
-            found, errs = templates_from_tables(tables, str(path))
+            return templates
+
+        base_lib = library()
+        resolved = resolve([user_layer, *client_layers])
+        problems.update(dict.fromkeys(resolved.problems))
+        self._base = FolderConfig(resolved.settings, resolved.origins, base_lib, HeldBack(Path()))
+        configs: dict[Path, FolderConfig] = {}
+        for root in self.folders:
+            config, errs = self._folder_config(root, user_layer, library)
+            configs[root] = config
+            problems.update(dict.fromkeys(errs))
+        self._configs = configs
+        first = self.primary_config()
+        self.settings, self.origins, self.templates = first.settings, first.origins, first.templates
+        for config in self._configs.values():
+            # the key in use is masked wherever it might appear, logs included
+            register_secret(self.env.get(config.settings.api_key_env))
+        for root, folder in self.folders.items():
+            folder.refresh_scope(self._configs[root].settings)
+        self._drop_unused_backends()
+        return [*problems, *self.plugins.take_problems()]
+
+    def _folder_config(
+        self, root: Path, user_layer: Layer, library: Any
+    ) -> tuple[FolderConfig, list[str]]:
+        path = workspace_config_path(root)
+        layer, tables, problems = read_config(path, "workspace config")
+        safe, risky = split_layer(layer.values)
+        found, errs = templates_from_tables(tables, str(path))
+        problems += errs
+        template_dir = root / ".ctx" / "templates"
+        template_files = self._templates_in(template_dir, _mtime_ns(template_dir))
+        names = sorted({t.name for t in found} | {f.name[:-3] for f in template_files})
+        held = HeldBack(root, risky, tuple(names))
+        templates = library()
+        if held:
+            held = replace(held, fingerprint=fingerprint([path, *template_files], root))
+            if self.editor_trusted and self.trust.is_trusted(root, held.fingerprint):
+                held = HeldBack(root)
+        if not held:  # nothing risky, or trusted as it is now: all of it applies
+            safe = dict(layer.values)
             templates.add_all(found)
-            problems += errs
-            problems += templates.load_directory(template_dir, label)
-        layers += client_layers
-        resolved = resolve(layers)
-        self.settings, self.origins = resolved.settings, resolved.origins
-        # the key in use is masked wherever it might appear, logs included, whatever its shape
-        register_secret(self.env.get(self.settings.api_key_env))
-        self.templates = templates
-        for folder in self.folders.values():
-            folder.refresh_scope(self.settings)
-        return problems + resolved.problems + self.plugins.take_problems()
+            problems += templates.load_directory(template_dir, "workspace")
+        workspace = Layer(layer.source, safe, layer.lines)
+        resolved = resolve([user_layer, workspace, *self._client_layers])
+        config = FolderConfig(resolved.settings, resolved.origins, templates, held)
+        return config, problems + resolved.problems
+
+    def config(self, folder: Folder | None) -> FolderConfig:
+        """The settings and templates in force for `folder` (the user's alone for None)."""
+        if folder is None:
+            return self._base
+        return self._configs.get(folder.root) or self._base
+
+    def primary_config(self) -> FolderConfig:
+        """The first folder's: what commands without a document use."""
+        return self._configs[next(iter(self.folders))] if self._configs else self._base
+
+    def held_back(self) -> list[HeldBack]:
+        return [c.held_back for c in self._configs.values() if c.held_back]
+
+    def set_trust(self, folder: Folder, trusted: bool) -> HeldBack:
+        """Trust `folder`'s `.ctx/` files as they are now (or stop trusting them); returns what
+        was held back before. The caller reloads the settings."""
+        config = self.config(folder)
+        held = config.held_back
+        if trusted:
+            if not held:
+                return held
+            self.trust.set(folder.root, held.fingerprint)
+        else:
+            self.trust.set(folder.root, None)
+        return held
 
     # -- folders -----------------------------------------------------------------
     def add_folder(self, root: Path) -> Folder:
         root = root.resolve()
         if root not in self.folders:
-            self.folders[root] = Folder(root, self.settings)
+            self.folders[root] = Folder(root, self.config(None).settings)
         return self.folders[root]
 
     def folder_for_path(self, path: Path) -> Folder | None:
@@ -177,31 +276,60 @@ class Runtime:
     # -- AI ----------------------------------------------------------------------
     @property
     def backend(self) -> Backend:
-        """One backend for the settings in force; a new one when they change.
+        """The backend of the first folder (or of the user's settings alone)."""
+        return self.backend_for(None)
+
+    def backend_for(self, folder: Folder | None) -> Backend:
+        """One backend per distinct configuration, kept while the settings stay.
 
         Which one (OpenAI-compatible, embedded local model, or none) and why:
-        `local_backend.select_backend`."""
+        `backends.local.select_backend`."""
         from ctx_lsp.backends.local import backend_identity, make_backend, select_backend
 
-        if self._backend is not None and self._backend_settings is self.settings:
-            return self._backend  # settings are replaced, never changed, when they change
-        kind, reason = select_backend(self.settings, self.env)
-        config = backend_config(self.settings)
-        identity = backend_identity(kind, config, self.settings)
-        if self._backend is None or getattr(self, "_backend_identity", None) != identity:
+        config = self.config(folder) if folder is not None else self.primary_config()
+        if config.backend is not None:
+            return config.backend  # settings are replaced, never changed, when they change
+        settings = config.settings
+        kind, reason = select_backend(settings, self.env)
+        identity = backend_identity(kind, backend_config(settings), settings)
+        backend = self._backends.get(identity)
+        if backend is None:
             log.info("backend: %s (%s)", kind, reason)
-            self._backend = make_backend(kind, config, self.settings, self.env)
-            self._backend_identity = identity
-            preload = getattr(self._backend, "preload", None)
+            backend = self._backends[identity] = make_backend(
+                kind, backend_config(settings), settings, self.env
+            )
+            preload = getattr(backend, "preload", None)
             if preload is not None:
                 preload()  # the local model starts loading now, on its own thread
         # with none configured, ask again next time: the local extra may be installed meanwhile
-        self._backend_settings = self.settings if kind != "none" else None
-        return self._backend
+        config.backend = backend if kind != "none" else None
+        return backend
+
+    def _drop_unused_backends(self) -> None:
+        """Backends no configuration uses any more have their HTTP clients closed."""
+        from ctx_lsp.backends.local import backend_identity, select_backend
+
+        wanted = set()
+        for config in [self._base, *self._configs.values()]:
+            kind, _ = select_backend(config.settings, self.env)
+            wanted.add(backend_identity(kind, backend_config(config.settings), config.settings))
+        for identity in [i for i in self._backends if i not in wanted]:
+            close_later(self._backends.pop(identity))
+
+    def close(self) -> None:
+        for backend in self._backends.values():
+            close_later(backend)
+        self._backends.clear()
 
     def assistant(self, folder: Folder) -> Assistant:
+        config = self.config(folder)
         return Assistant(
-            folder, self.settings, self.backend, self.templates, folder.cache, self.env
+            folder,
+            config.settings,
+            self.backend_for(folder),
+            config.templates,
+            folder.cache,
+            self.env,
         )
 
     def _readable_masked(self, folder: Folder, open_docs: list[OpenDoc]) -> list[OpenDoc]:
@@ -243,7 +371,7 @@ class Runtime:
         docs = self._readable_masked(folder, open_docs)
         paths = {d.path for d in docs}
         docs += [d for d in read_pinned(folder) if d.path not in paths]
-        snap = snapshot(folder, documents, self.settings, self.env)
+        snap = snapshot(folder, documents, self.config(folder).settings, self.env)
         request = ContextRequest(folder.root, snap.branch.branch, file, kind)
         summary = "\n\n".join([prompt_summary(snap), *self.plugins.context(request)])
         return View(docs, summary)

@@ -45,6 +45,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "XDG_CONFIG_HOME": str(home / ".config"),
         "XDG_CACHE_HOME": str(home / ".cache"),
         "GIT_CONFIG_GLOBAL": str(home / ".gitconfig"),
+        "XDG_STATE_HOME": str(home / ".local" / "state"),
         "CTX_LSP_CONFIG": str(home / "ctx-user-config.toml"),
         **GIT_ENV,
     }.items():
@@ -102,8 +103,11 @@ async def lsp(home: Path) -> AsyncIterator[ClientFactory]:
         configuration: dict[str, Any] | None = None,
         folders: list[Path] | None = None,
         position_encodings: list[str] | None = None,
+        args: list[str] | None = None,
     ) -> LanguageClient:
-        config = ClientServerConfig([sys.executable, "-m", "ctx_lsp"], server_env=server_env(env))
+        config = ClientServerConfig(
+            [sys.executable, "-m", "ctx_lsp", *(args or [])], server_env=server_env(env)
+        )
         client = await config.start()
         _fix_code_action_union(client.protocol._converter)
         client.applied_edits = []  # type: ignore[attr-defined]
@@ -114,6 +118,19 @@ async def lsp(home: Path) -> AsyncIterator[ClientFactory]:
         ) -> types.ApplyWorkspaceEditResult:
             ls.applied_edits.append(params)  # type: ignore[attr-defined]
             return types.ApplyWorkspaceEditResult(applied=True)
+
+        # window/showMessageRequest: recorded; answered with `client.answer` (a title, or
+        # None to dismiss it as a user closing the notification would)
+        client.message_requests = []  # type: ignore[attr-defined]
+        client.answer = None  # type: ignore[attr-defined]
+
+        @client.feature(types.WINDOW_SHOW_MESSAGE_REQUEST)
+        def show_message_request(
+            ls: LanguageClient, params: types.ShowMessageRequestParams
+        ) -> types.MessageActionItem | None:
+            ls.message_requests.append(params)  # type: ignore[attr-defined]
+            answer = ls.answer  # type: ignore[attr-defined]
+            return types.MessageActionItem(title=answer) if answer else None
 
         if configuration is not None:
             client.set_configuration(configuration, section="ctx")

@@ -38,7 +38,7 @@ exit codes:
 """
 
 COMMANDS = ("serve", "chat", "commit", "explain", "prompt", "session", "history")
-COMMANDS += ("templates", "tree", "doctor", "demo")
+COMMANDS += ("templates", "tree", "doctor", "trust", "untrust", "demo")
 
 Handler = Callable[[Any, argparse.Namespace], Any]
 
@@ -143,6 +143,17 @@ def build_parser(
     _common(p)
 
     p = _add(sub, "doctor", "info:doctor", "check settings, backend, model, git and .ctx/")
+    _common(p)
+
+    p = _add(
+        sub,
+        "trust",
+        "trust:trust",
+        "let this workspace's .ctx/ files (as they are now) choose the backend, key variable, "
+        "model file, environment allowlist, user and templates",
+    )
+    _common(p)
+    p = _add(sub, "untrust", "trust:untrust", "stop trusting this workspace's .ctx/ files")
     _common(p)
     return parser
 

@@ -78,11 +78,16 @@ class Workspace:
         self.root = root
         self.rt = Runtime(env)
         self.folder: Folder = self.rt.add_folder(self.root)
+        self._layers = layers
         self.config_problems = self.rt.load(*layers)
+
+    def reload(self) -> None:
+        """Settings and templates again (after the trust in the workspace changed)."""
+        self.config_problems = self.rt.load(*self._layers)
 
     @property
     def settings(self):
-        return self.rt.settings
+        return self.rt.config(self.folder).settings
 
     def state_problems(self) -> list[str]:
         return self.rt.store_problems()

@@ -15,6 +15,7 @@ from typing import Any
 
 from ctx_lsp.backends.openai_compat import BackendError
 from ctx_lsp.cli.common import FAILED, OK, STATE, USAGE, CliError, Workspace, emit_json
+from ctx_lsp.cli.trust import trust_state
 from ctx_lsp.config.settings import to_wire
 from ctx_lsp.prompting.templates import Template
 from ctx_lsp.workspace.tree import list_files, render_tree
@@ -204,6 +205,8 @@ async def doctor(ws: Workspace, args: argparse.Namespace) -> int:
     checks.append(_writable_check(ws))
     damaged = ws.state_problems()
     checks.append(Check("state", not damaged, "; ".join(damaged) or ".ctx/ files are readable"))
+    state, detail = trust_state(ws)
+    checks.append(Check("trust", True, f"{state}: {detail}"))
     ok = all(c.ok for c in checks)
     if args.json:
         emit_json(

@@ -27,12 +27,15 @@ from ctx_lsp.cli.common import (
     warn,
     workspace_root,
 )
+from ctx_lsp.cli.trust import held_back_note
 from ctx_lsp.workspace.folder import PathError
 from ctx_lsp.workspace.git import GitError
 from ctx_lsp.workspace.merge import MergeError
 
 #: Commands that report configuration problems themselves (as their result, not warnings).
 REPORTS_CONFIG = {"info:templates_check", "info:doctor"}
+#: Commands that say themselves what the workspace's files may decide.
+REPORTS_TRUST = {"info:doctor", "trust:trust", "trust:untrust"}
 
 
 def _handler(name: str):
@@ -48,6 +51,8 @@ async def _run(args: argparse.Namespace, env: Mapping[str, str], cwd: Path) -> i
         if args.handler not in REPORTS_CONFIG:
             for problem in ws.config_problems:
                 warn(problem)
+        if args.handler not in REPORTS_TRUST and (note := held_back_note(ws)) is not None:
+            warn(note)
         code = await _handler(args.handler)(ws, args)
     finally:
         for problem in ws.state_problems():

@@ -151,6 +151,9 @@ class CtxServer(LanguageServer):
         #: finished suggestions by everything their prompt depends on: a repeat costs a lookup
         self.suggestions: OrderedDict[tuple[Any, ...], str] = OrderedDict()
         self.records = DeferredRecords()
+        #: the client has had the initialize answer: requests to it (asking trust) may go
+        self.initialized = False
+        self.asked_trust: set[str] = set()
 
     # -- messages to the user: once per distinct text --------------------------
     def tell(
@@ -219,7 +222,12 @@ class CtxServer(LanguageServer):
     # -- settings ----------------------------------------------------------------
     @property
     def settings(self) -> Settings:
+        """The first folder's settings (for what belongs to no document)."""
         return self.rt.settings
+
+    def settings_for(self, folder: Folder | None) -> Settings:
+        """The settings in force for a folder: the user's, with its own `.ctx/` files."""
+        return self.rt.config(folder).settings
 
     @property
     def folders(self) -> dict[Path, Folder]:
@@ -233,6 +241,10 @@ class CtxServer(LanguageServer):
         for problem in problems:
             self.tell(problem)
         self.report_store_problems()
+        if self.initialized:
+            from ctx_lsp.server.trust_handlers import offer_trust
+
+            offer_trust(self)
 
     def report_store_problems(self) -> None:
         for problem in self.rt.store_problems():
@@ -297,7 +309,7 @@ class CtxServer(LanguageServer):
         if self.rt.config_changed():
             log.info("configuration files changed: reloading settings and templates")
             self.apply_settings()
-        elif folder.refresh_scope(self.settings):
+        elif folder.refresh_scope(self.settings_for(folder)):
             log.info("session switched to %s", "/".join(folder.scope))
 
     def view(self, folder: Folder, refresh: bool = True) -> View:
@@ -324,7 +336,8 @@ class CtxServer(LanguageServer):
         for folder in self.folders.values():
             docs = self.folder_documents(folder)
             records = [FileRecord(rel, d.language_id, d.modified, d.modified) for rel, d, _ in docs]
-            env_names = [n for n in self.settings.env_allowlist if n in self.env]
+            allowed = self.settings_for(folder).env_allowlist
+            env_names = [n for n in allowed if n in self.env]
             branch = folder.git.branch()
             folder.update_session(records, env_names, branch.branch or branch.head)
             folder.save_session()
@@ -335,6 +348,18 @@ def _ctx_section(value: Any) -> Any:
     if isinstance(value, dict) and isinstance(value.get("ctx"), dict):
         return value["ctx"]
     return value if value is not None else {}
+
+
+def folder_arg(ls: CtxServer, obj: dict[str, Any]) -> Folder:
+    """The workspace folder a command's {"uri"}, {"root"} or {"folder"} (a URI or a path)
+    names; else the first one."""
+    where = obj.get("uri") or obj.get("root") or obj.get("folder")
+    if isinstance(where, str) and where:
+        path = uri_path(where) if where.startswith("file:") else Path(where)
+        folder = ls.folder_for_path(path) if path is not None else None
+        if folder is not None:
+            return folder
+    return ls.default_folder()
 
 
 def uri_path(uri: str) -> Path | None:
@@ -352,10 +377,19 @@ def build_server(env: dict[str, str] | None = None) -> CtxServer:
         lifecycle,
         plugin_handlers,
         text_sync,
+        trust_handlers,
     )
 
     server = CtxServer(env)
-    for module in (lifecycle, text_sync, context_handlers, ai_handlers, action_handlers):
+    handlers = (
+        lifecycle,
+        text_sync,
+        context_handlers,
+        ai_handlers,
+        action_handlers,
+        trust_handlers,
+    )
+    for module in handlers:
         module.register(server)
     plugin_handlers.register(server)  # last: plugin commands may not take the server's names
     return server

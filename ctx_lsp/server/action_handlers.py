@@ -12,7 +12,7 @@ from ctx_lsp import commands
 from ctx_lsp.assist import tasks
 from ctx_lsp.assist.completion import completion_request
 from ctx_lsp.backends.openai_compat import BackendError
-from ctx_lsp.server import CtxServer, plugin_handlers
+from ctx_lsp.server import CtxServer, folder_arg, plugin_handlers
 from ctx_lsp.server.edits import (
     fix_edit,
     offsets,
@@ -204,7 +204,7 @@ def register(server: CtxServer) -> None:
         staged = obj.get("staged")
         if staged is not None and not isinstance(staged, bool):
             raise JsonRpcInvalidParams("'staged' must be true or false")
-        folder = _folder_arg(ls, obj)
+        folder = folder_arg(ls, obj)
         async with Progress(ls, "ctx: writing the commit message", _token(obj)) as p:
             message, was_staged = await guarded(
                 ls,
@@ -217,7 +217,7 @@ def register(server: CtxServer) -> None:
     @server.command(commands.SUMMARIZE_HISTORY)
     async def summarize_history(ls: CtxServer, *args: Any) -> dict[str, Any]:
         obj = commands.one_object(list(args))
-        folder = _folder_arg(ls, obj)
+        folder = folder_arg(ls, obj)
         async with Progress(ls, "ctx: summarizing the history", _token(obj)):
             text = await guarded(
                 ls, lambda: tasks.summarize(ls.assistant(folder), view(ls, folder))
@@ -231,7 +231,7 @@ def register(server: CtxServer) -> None:
         t = target(ls, obj.get("uri"))
         position = _structure(ls, obj.get("position"), types.Position, "position")
         start, _ = offsets(t.doc, types.Range(start=position, end=position))
-        req = completion_request(ls.settings, t.uri, t.doc, t.rel, start)
+        req = completion_request(ls.settings_for(t.folder), t.uri, t.doc, t.rel, start)
         built = ls.assistant(t.folder).build(req, *_view_parts(ls, t.folder))
         text = "\n\n".join(f"--- {m.role} ---\n{m.content}" for m in built.messages)
         return {
@@ -249,12 +249,3 @@ def _view_parts(ls: CtxServer, folder: Any) -> tuple[Any, str]:
 
 def _token(obj: dict[str, Any]) -> Any:
     return obj.get("workDoneToken")
-
-
-def _folder_arg(ls: CtxServer, obj: dict[str, Any]):
-    uri = obj.get("uri") or obj.get("root")
-    if isinstance(uri, str):
-        folder = ls.folder_for_uri(uri if uri.startswith("file:") else f"file://{uri}")
-        if folder is not None:
-            return folder
-    return ls.default_folder()

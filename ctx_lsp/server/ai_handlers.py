@@ -34,13 +34,14 @@ def _memo_key(ls: CtxServer, folder: Folder, uri: str, version: int, offset: int
     """Everything a completion prompt depends on, cheap to compute: documents and their
     versions, settings, branch, pins, conversation and templates."""
     docs = tuple((d.uri, d.version) for d in ls.documents)
-    history = folder.history.for_prompt(ls.settings.history_messages)
+    settings = ls.settings_for(folder)
+    history = folder.history.for_prompt(settings.history_messages)
     return (
         uri,
         version,
         offset,
         docs,
-        ls.settings,
+        settings,
         folder.git.branch(),
         tuple(folder.pinned),
         tuple(m.id for m in history),
@@ -59,13 +60,14 @@ async def suggest(ls: CtxServer, uri: str, position: types.Position, channel: st
         return ""  # never read secrets files into a prompt
     offset, _, _ = _cursor(doc, position)
     version = doc.version
-    key = _memo_key(ls, folder, uri, version, offset) if ls.settings.cache else None
+    settings = ls.settings_for(folder)
+    key = _memo_key(ls, folder, uri, version, offset) if settings.cache else None
     if key is not None and (hit := ls.suggestions.get(key)) is not None:
         ls.suggestions.move_to_end(key)
         return hit
 
     async def work() -> str:
-        req = completion_request(ls.settings, uri, doc, rel, offset)
+        req = completion_request(ls.settings_for(folder), uri, doc, rel, offset)
         assistant = ls.assistant(folder)  # takes edited config files in first
         view = ls.view(folder, refresh=False)
         answer = await assistant.run(req, view.docs, view.summary)
@@ -73,7 +75,7 @@ async def suggest(ls: CtxServer, uri: str, position: types.Position, channel: st
         return clean_completion(answer.text, *req.window)
 
     try:
-        text = await ls.scheduler.run(f"{channel}:{uri}", ls.settings.debounce_ms / 1000, work)
+        text = await ls.scheduler.run(f"{channel}:{uri}", settings.debounce_ms / 1000, work)
     except BackendError as exc:
         ls.backend_failed(exc)
         return ""

@@ -41,7 +41,7 @@ def register(server: CtxServer) -> None:
         texts, files = [], []
         for folder in folders:
             ls.refresh(folder)
-            snap = snapshot(folder, ls.folder_documents(folder), ls.settings, ls.env)
+            snap = snapshot(folder, ls.folder_documents(folder), ls.settings_for(folder), ls.env)
             texts.append(summary_text(snap))
             files += [context_file_json(f, folder) for f in snap.active + snap.pinned]
         ls.report_store_problems()
@@ -49,7 +49,7 @@ def register(server: CtxServer) -> None:
             "text": "\n\n".join(texts),
             "folders": [str(f.root) for f in folders],
             "files": files,
-            "model": ls.settings.model,
+            "model": ls.settings_for(folders[0]).model,
         }
         # {"uri": …}: the text the server holds for that document, unsaved edits included
         uri = opts.get("uri")

@@ -19,6 +19,10 @@ def register(server: CtxServer) -> None:
     @server.feature(types.INITIALIZE)
     def initialize(ls: CtxServer, params: types.InitializeParams) -> None:
         ls.init_options = params.initialization_options or {}
+        # not a setting: the editor's own trust in the workspace (VS Code's restricted mode)
+        if isinstance(ls.init_options, dict) and "editorTrusted" in ls.init_options:
+            ls.init_options = dict(ls.init_options)
+            ls.rt.editor_trusted = ls.init_options.pop("editorTrusted") is not False
         roots = [uri_path(f.uri) for f in params.workspace_folders or []]
         if not roots and params.root_uri:
             roots = [uri_path(params.root_uri)]
@@ -35,7 +39,9 @@ def register(server: CtxServer) -> None:
     async def initialized(ls: CtxServer, params: types.InitializedParams) -> None:
         # the first suggestion should not pay for importing openai and loading the tokenizer
         ls.run_task(asyncio.to_thread(warm_up), "warm up")
-        await pull_configuration(ls)
+        ls.initialized = True
+        if not await pull_configuration(ls):
+            ls.apply_settings()  # asks about held-back workspace files, now that it may
         ls.run_task(load_local_model(ls), "load the local model")
         ls.run_task(release_memory(), "release memory")
 
@@ -66,6 +72,7 @@ def register(server: CtxServer) -> None:
     def shutdown(ls: CtxServer, params: None) -> None:
         ls.save_sessions()
         ls.records.flush()
+        ls.rt.close()
 
 
 def warm_up() -> None:
@@ -99,16 +106,18 @@ async def load_local_model(ls: CtxServer) -> None:
             ls.backend_failed(exc)
 
 
-async def pull_configuration(ls: CtxServer) -> None:
+async def pull_configuration(ls: CtxServer) -> bool:
+    """Ask the client for the `ctx` section; False when it has none to give."""
     caps = ls.client_capabilities.workspace
     if not (caps and caps.configuration):
-        return
+        return False
     try:
         result = await ls.workspace_configuration_async(
             types.ConfigurationParams(items=[types.ConfigurationItem(section="ctx")])
         )
     except Exception as exc:  # a client that fails the request keeps the settings we have
         log.warning("workspace/configuration failed: %s", exc)
-        return
+        return False
     ls.client_settings = result[0] if result and isinstance(result[0], dict) else {}
     ls.apply_settings()
+    return True

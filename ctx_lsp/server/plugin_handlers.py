@@ -13,7 +13,7 @@ from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams
 
 from ctx_lsp import commands
 from ctx_lsp.plugins import ActionRequest, CommandContext, PluginError
-from ctx_lsp.server import CtxServer
+from ctx_lsp.server import CtxServer, folder_arg
 from ctx_lsp.server.edits import Target
 from ctx_lsp.workspace.folder import Folder
 
@@ -35,7 +35,7 @@ def _runner(name: str) -> Any:
             obj = commands.one_object(list(args))
         except commands.ArgumentError as exc:
             raise JsonRpcInvalidParams(f"{name}: {exc}") from None
-        folder = _folder_arg(ls, obj)
+        folder = folder_arg(ls, obj)
         ctx = CommandContext(root=folder.root, branch=branch_name(folder))
         try:
             return await ls.rt.plugins.run_command(name, ctx, obj)
@@ -79,13 +79,3 @@ def report_problems(ls: CtxServer) -> None:
 
 def branch_name(folder: Folder) -> str | None:
     return folder.git.branch().branch
-
-
-def _folder_arg(ls: CtxServer, obj: dict[str, Any]) -> Folder:
-    """The folder of {"uri": …} or {"root": …}; else the first one."""
-    uri = obj.get("uri") or obj.get("root")
-    if isinstance(uri, str):
-        folder = ls.folder_for_uri(uri if uri.startswith("file:") else f"file://{uri}")
-        if folder is not None:
-            return folder
-    return ls.default_folder()
