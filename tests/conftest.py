@@ -68,6 +68,16 @@ def repo(tmp_path: Path, home: Path) -> Path:
     return root
 
 
+def trust(root: Path) -> None:
+    """The user trusts `root`'s `.ctx/` files as they are now (as `ctx-lsp trust` does)."""
+    from ctx_lsp.runtime import Runtime
+
+    rt = Runtime(os.environ)
+    folder = rt.add_folder(root)
+    rt.load()
+    rt.set_trust(folder, True)
+
+
 def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
     env.update(extra or {})

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from ctx_lsp.config.settings import Settings
-from tests.conftest import git
+from tests.conftest import git, trust
 from tests.fake_openai import FakeOpenAI, Hang
 
 CTX_LSP = [sys.executable, "-m", "ctx_lsp"]
@@ -182,6 +182,7 @@ def test_templates_check_reports_problems_with_exit_4(
         (ws / ".ctx" / "templates" / name).write_text(text)
     with (ws / ".ctx" / "config.toml").open("a") as fh:
         fh.write(config)
+    trust(ws)
     r = run_cli(ws, "templates", "check")
     assert r.returncode == 4
     for text in expected:
@@ -248,7 +249,17 @@ def test_doctor_all_ok(ws: Path, fake_openai: FakeOpenAI) -> None:
     report = run_json(ws, "doctor", env=fake_openai.env())
     assert report["ok"] is True
     checks = {c["name"]: c for c in report["checks"]}
-    assert set(checks) == {"config", "templates", "backend", "model", "git", ".ctx", "state"}
+    assert set(checks) == {
+        "config",
+        "templates",
+        "backend",
+        "model",
+        "git",
+        ".ctx",
+        "state",
+        "trust",
+    }
+    assert checks["trust"]["detail"].startswith("not needed")
     assert report["settings"]["model"] == {
         "value": "test-model",
         "origin": str(ws / ".ctx" / "config.toml"),

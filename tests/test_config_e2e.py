@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lsprotocol import types
 
-from tests.conftest import command, git, open_doc
+from tests.conftest import command, git, open_doc, trust
 from tests.fake_openai import FakeOpenAI
 
 
@@ -60,6 +60,7 @@ async def test_custom_template_files_picked_up_without_restart(
         "---\ndescription: team explain\n---\n## system\nYou are terse.\n"
         "## user\nTEAM-EXPLAIN-V1 for $file:\n$code\n"
     )
+    trust(repo)
     client = await lsp(repo, env=fake_openai.env(), init_options={"model": "test-model"})
     uri = open_doc(client, repo / "app.py")
     await _explain(client, uri)
@@ -71,6 +72,14 @@ async def test_custom_template_files_picked_up_without_restart(
         "---\ndescription: team explain\n---\n## system\nYou are terse.\n"
         "## user\nTEAM-EXPLAIN-V2 $code\n"
     )
+    client.answer = "Trust"
+    # a changed template is held back until trusted again (the built-in explains meanwhile)
+    await _explain(client, uri)
+    assert "TEAM-EXPLAIN" not in fake_openai.prompts()[-1]
+    for _ in range(200):
+        if any("trusted" in m.message for m in client.messages):
+            break
+        await asyncio.sleep(0.05)
     await _explain(client, uri)
     assert "TEAM-EXPLAIN-V2" in fake_openai.prompts()[-1]
 
@@ -87,6 +96,7 @@ async def test_config_table_template_sees_recent_commits_and_changes(
     (repo / "notes.txt").write_text("todo\n")
     git(repo, "add", "app.py")
     fake_openai.reply = "feat: tweak add\n\nAdds zero."
+    trust(repo)
     client = await lsp(repo, env=fake_openai.env())
     result = await command(client, "ctx.commitMessage", {})
     assert result["text"] == "feat: tweak add\n\nAdds zero."
