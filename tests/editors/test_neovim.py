@@ -182,6 +182,24 @@ def test_context_and_explain_commands(nvim, tmp_path, repo, fake_openai):
     assert obs["windows"] == 2 and obs["current_buffer"].endswith(".md"), why
 
 
+def test_ctx_trust_lets_the_workspace_file_choose_the_backend(nvim, tmp_path, repo, fake_openai):
+    from tests.fake_openai import FakeOpenAI
+
+    fake_openai.reply = "the user's own backend"
+    with FakeOpenAI(reply="the repository's backend") as theirs:
+        (repo / ".ctx").mkdir()
+        (repo / ".ctx" / "config.toml").write_text(f'baseUrl = "{theirs.base_url}"\n')
+        obs, proc, why = run_nvim(nvim, tmp_path, fake_openai, "trust", repo, "app.py")
+        assert proc.returncode == 0 and "error" not in obs, why
+        assert "CtxTrust" in obs["buffer_commands"] and "CtxUntrust" in obs["buffer_commands"]
+        [asked] = obs["asked"]
+        assert f'baseUrl = "{theirs.base_url}"' in asked, why
+        assert obs["before"] == "the user's own backend", why
+        assert obs["trusted"]["trusted"] is True, why
+        assert obs["after"] == "the repository's backend", why
+        assert len(theirs.chat_requests()) == 1
+
+
 def test_help_file_has_tags(nvim, tmp_path):
     plugin = tmp_path / "plugin-copy"
     shutil.copytree(PLUGIN, plugin)

@@ -282,6 +282,34 @@ function scenarios.commands()
   finish()
 end
 
+-- A repository's .ctx/config.toml names another server: the question is recorded (and left
+-- unanswered), the repository's server gets nothing until :CtxTrust, then it answers.
+function scenarios.trust()
+  local asked = {}
+  vim.lsp.handlers['window/showMessageRequest'] = function(_, params)
+    table.insert(asked, params.message)
+    return vim.NIL
+  end
+  local buf = vim.api.nvim_get_current_buf()
+  attach(buf)
+  wait_for('the trust question', function()
+    return #asked > 0
+  end)
+  obs.asked = asked
+  local ctx = require('ctx_lsp')
+  local function run(cmd, command)
+    ctx.last = {}
+    vim.api.nvim_buf_call(buf, function()
+      vim.cmd(cmd)
+    end)
+    return command_result(command).result
+  end
+  obs.before = run('1,2CtxExplain', 'ctx.explain').text
+  obs.trusted = run('CtxTrust', 'ctx.trustWorkspace')
+  obs.after = run('1,2CtxExplain', 'ctx.explain').text
+  finish()
+end
+
 vim.api.nvim_create_autocmd('VimEnter', {
   once = true,
   callback = function()

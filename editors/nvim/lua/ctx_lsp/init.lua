@@ -323,6 +323,14 @@ function M.clear_history(bufnr)
   end)
 end
 
+--- Trust (or stop trusting) this workspace's own .ctx/ files as they are now: until then the
+--- server holds back the keys that choose where code goes (baseUrl, apiKeyEnv…) and its templates.
+function M.trust(bufnr, trust)
+  M.exec(bufnr, 'ctx.trustWorkspace', { trust = trust, uri = uri(bufnr) }, function(result)
+    notify(result.text or '')
+  end)
+end
+
 local function pin(bufnr, command, path)
   if path == '' then
     path = api.nvim_buf_get_name(bufnr)
@@ -354,6 +362,12 @@ local function commands(bufnr)
   cmd('CtxClearHistory', function()
     M.clear_history(bufnr)
   end, { desc = 'ctx: clear the chat history' })
+  cmd('CtxTrust', function()
+    M.trust(bufnr, true)
+  end, { desc = "ctx: trust this workspace's .ctx/ files as they are now" })
+  cmd('CtxUntrust', function()
+    M.trust(bufnr, false)
+  end, { desc = "ctx: stop trusting this workspace's .ctx/ files" })
   cmd('CtxAddFile', function(o)
     pin(bufnr, 'ctx.addFile', o.args)
   end, { nargs = '?', complete = 'file', desc = 'ctx: pin a file into the context' })
