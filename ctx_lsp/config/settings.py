@@ -4,6 +4,11 @@ Layers, lowest first: defaults, user config file, workspace `.ctx/config.toml`,
 `initializationOptions`, `workspace/configuration` (section `ctx`). Keys are
 camelCase on the wire and in files, snake_case here. A bad value never stops the
 server: it falls back to the value below it and is reported as a problem.
+
+Values are checked key by key (`_coerce`), not structured whole with cattrs: each bad key
+must fall back on its own, to the layer below, with its file and line in the message, which a
+whole-object structuring pass does not give. (cattrs stays in the environment as lsprotocol's
+dependency; ctx-lsp does not declare it.)
 """
 
 from __future__ import annotations
