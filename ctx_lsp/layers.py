@@ -60,8 +60,8 @@ def layer_of(module: str) -> str | None:
     return parts[1] if parts[1] in _RANK else None
 
 
-def _module_name(path: Path) -> str:
-    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+def _module_name(path: Path, package: Path) -> str:
+    rel = path.relative_to(package.parent).with_suffix("")
     parts = list(rel.parts)
     if parts[-1] == "__init__":
         parts.pop()
@@ -93,7 +93,7 @@ def _imports(path: Path, module: str) -> list[tuple[int, str]]:
 def wrong_way_imports(package: Path = PACKAGE) -> list[WrongWay]:
     found: list[WrongWay] = []
     for path in sorted(package.rglob("*.py")):
-        module = _module_name(path)
+        module = _module_name(path, package)
         own = layer_of(module)
         if own is None:
             continue
