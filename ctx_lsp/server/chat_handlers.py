@@ -68,9 +68,11 @@ def register(server: CtxServer) -> None:
         question = chat.parse(a.question)
         names = [*a.files, *question.mentions]
         open_docs = {d.path: d for d in view.docs}
-        files = await guarded(
-            ls, lambda: asyncio.to_thread(chat.read_files, folder, names, open_docs)
-        )
+        files = []
+        if names:  # reads the disk
+            files = await guarded(
+                ls, lambda: asyncio.to_thread(chat.read_files, folder, names, open_docs)
+            )
         turn = chat.Turn(question, doc, selection, files)
         assistant = ls.assistant(folder)
         outcome = chat.Outcome()
