@@ -105,8 +105,12 @@ async def main() -> int:
     table(
         ["path", "median ms", "p90 ms", "min ms"],
         [
-            ["ctx.chat → first $/progress text", ms(median(ours)), ms(pct(ours, 90))]
-            + [ms(min(ours))],
+            [
+                "ctx.chat → first $/progress text",
+                ms(median(ours)),
+                ms(pct(ours, 90)),
+                ms(min(ours)),
+            ],
             [
                 "backend alone: first chunk (openai client)",
                 ms(median(theirs)),
