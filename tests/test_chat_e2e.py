@@ -302,3 +302,30 @@ async def test_bad_chat_arguments_are_told(lsp, calc, fake_openai):
     with pytest.raises(Exception, match="'block' must be"):
         await command(client, "ctx.applyCode", {"historyId": "x", "block": -1, "uri": "file:///x"})
     assert fake_openai.requests == []
+
+
+async def test_the_cli_and_the_editor_share_one_conversation(lsp, calc, fake_openai):
+    from tests.test_cli import make_ws, run_cli
+
+    make_ws(calc)
+    fake_openai.reply = "From the terminal: rename valuez."
+    r = run_cli(calc, "chat", "Asked in a terminal about @calc.py", env=fake_openai.env())
+    assert r.returncode == 0, r.stderr
+    assert "return total / len(valuez)" in fake_openai.prompts()[-1]  # the mention was read
+
+    client = await _start(lsp, calc, fake_openai)
+    (turn,) = (await command(client, "ctx.chatHistory", {}))["turns"]
+    assert turn["question"] == "Asked in a terminal about @calc.py"
+    assert turn["answer"] == "From the terminal: rename valuez."
+    fake_openai.reply = "From the editor."
+    await command(client, "ctx.chat", {"question": "Asked in the editor"})
+    assert "From the terminal: rename valuez." in fake_openai.prompts()[-1]
+    await client.shutdown_session()
+
+    fake_openai.reply = "Back in the terminal."
+    r = run_cli(calc, "chat", "And now?", env=fake_openai.env())
+    assert r.returncode == 0, r.stderr
+    prompt = fake_openai.prompts()[-1]
+    assert "Asked in the editor" in prompt and "From the editor." in prompt
+    r = run_cli(calc, "chat", "What is in @.env?", env=fake_openai.env())
+    assert r.returncode == 2 and "@.env refused" in r.stderr
