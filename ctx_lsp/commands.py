@@ -89,6 +89,8 @@ class ApplyCodeArgs:
     block: int
     uri: str
     range: dict[str, Any] | None = None  # None: the whole document
+    #: ask the client to show the edit for confirmation before it lands (where it can)
+    confirm: bool = False
 
     @classmethod
     def parse(cls, args: Any) -> ApplyCodeArgs:
@@ -97,7 +99,8 @@ class ApplyCodeArgs:
         if not isinstance(block, int) or isinstance(block, bool) or block < 0:
             raise ArgumentError("'block' must be the 0-based index of a code block")
         rng = _optional(obj, "range", dict, "an LSP range")
-        return cls(string_arg(obj, "historyId"), block, string_arg(obj, "uri"), rng)
+        confirm = _optional(obj, "confirm", bool, "true or false") or False
+        return cls(string_arg(obj, "historyId"), block, string_arg(obj, "uri"), rng, confirm)
 
 
 @dataclass(frozen=True)

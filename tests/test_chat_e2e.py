@@ -282,13 +282,25 @@ async def test_apply_code_sends_the_block_as_a_workspace_edit(lsp, calc, fake_op
     assert edit.new_text == "assert mean([1, 3]) == 2\n"
     assert (edit.range.start.line, edit.range.end.line) == (1, 2)
 
+    # confirm: VS Code (which announces change annotations) shows the edit and asks first
+    await command(
+        client,
+        "ctx.applyCode",
+        {"historyId": turn["historyId"], "block": 1, "uri": uri, "confirm": True},
+    )
+    confirmed = client.applied_edits[-1].edit
+    (annotation,) = confirmed.change_annotations.values()
+    assert annotation.needs_confirmation is True
+    assert annotation.label.startswith("ctx: code block 2")
+    assert confirmed.document_changes[0].edits[0].annotation_id in confirmed.change_annotations
+
     with pytest.raises(Exception, match=r"has 2 code block\(s\): block 5"):
         await command(
             client, "ctx.applyCode", {"historyId": turn["historyId"], "block": 5, "uri": uri}
         )
     with pytest.raises(Exception, match="no answer 'nope'"):
         await command(client, "ctx.applyCode", {"historyId": "nope", "block": 0, "uri": uri})
-    assert len(client.applied_edits) == 2
+    assert len(client.applied_edits) == 3
 
 
 async def test_bad_chat_arguments_are_told(lsp, calc, fake_openai):

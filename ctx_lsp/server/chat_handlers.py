@@ -51,6 +51,12 @@ async def _find(ls: CtxServer, first: Folder, history_id: str) -> tuple[ChatMess
     raise JsonRpcInvalidParams(f"no answer {history_id!r} in the chat history")
 
 
+def _annotates(ls: CtxServer) -> bool:
+    ws = ls.client_capabilities.workspace
+    edit = ws.workspace_edit if ws else None
+    return bool(edit and edit.change_annotation_support)
+
+
 def register(server: CtxServer) -> None:
     @server.command(commands.CHAT)
     async def chat_turn(ls: CtxServer, *args: Any) -> dict[str, Any]:
@@ -111,15 +117,22 @@ def register(server: CtxServer) -> None:
         if len(short) > LABEL_QUESTION_CHARS:
             short = short[:LABEL_QUESTION_CHARS] + "…"
         label = f"ctx: code block {a.block + 1} of the answer to “{short}”"
+        at = lsp_range(t.doc, start, end)
+        text_edit: types.TextEdit = types.TextEdit(range=at, new_text=code)
+        annotations = None
+        if a.confirm and _annotates(ls):  # the client shows the edit and asks first
+            text_edit = types.AnnotatedTextEdit(range=at, new_text=code, annotation_id="ctx")
+            annotations = {"ctx": types.ChangeAnnotation(label=label, needs_confirmation=True)}
         edit = types.TextDocumentEdit(
             text_document=types.OptionalVersionedTextDocumentIdentifier(
                 uri=t.uri, version=t.doc.version
             ),
-            edits=[types.TextEdit(range=lsp_range(t.doc, start, end), new_text=code)],
+            edits=[text_edit],
         )
         result = await ls.workspace_apply_edit_async(
             types.ApplyWorkspaceEditParams(
-                edit=types.WorkspaceEdit(document_changes=[edit]), label=label
+                edit=types.WorkspaceEdit(document_changes=[edit], change_annotations=annotations),
+                label=label,
             )
         )
         return {"text": code, "applied": bool(result and result.applied), "label": label}
