@@ -1,8 +1,9 @@
 """Which part of the history each task's prompt carries.
 
-Chat turns form the conversation. The other tasks' exchanges (explain, fix, tests, commit,
-completions) are all kept (history, summaries) but enter a prompt only where they help it: an
-exchange must concern a file the prompt is about, and its kind must inform the prompt's task.
+Chat turns form the conversation: every prompt carries them. The other tasks' exchanges
+(explain, fix, tests, commit, completions) are all kept (history, summaries) but enter a prompt
+only where they help it: an exchange must concern a file the prompt is about, and its kind must
+inform the prompt's task.
 So a fix sees the explanation of the same file, a commit message never sees an explanation
 (of any file), and completions never see another task's exchange, so one bad answer does not
 feed every next prompt.
@@ -23,8 +24,6 @@ INFORMS: dict[str, frozenset[str]] = {
     "commit": frozenset({"fix", "tests"}),
     "completion": frozenset(),
 }
-#: Tasks whose prompts carry every chat turn; the others take only turns about their files.
-WHOLE_CONVERSATION = frozenset({"chat", "explain", "fix", "tests"})
 #: Tasks whose prompts carry the history summary (it condenses every kind of exchange).
 TAKES_SUMMARY = frozenset({"chat", "explain", "fix", "tests", "commit"})
 
@@ -43,9 +42,7 @@ def keeper(kind: str, files: Collection[str]) -> Callable[[ChatMessage], bool] |
     ours = set(files)
 
     def keep(m: ChatMessage) -> bool:
-        if m.kind == "chat" and kind in WHOLE_CONVERSATION:
-            return True
-        return (m.kind == "chat" or m.kind in informs) and not ours.isdisjoint(about(m))
+        return m.kind == "chat" or (m.kind in informs and not ours.isdisjoint(about(m)))
 
     return keep
 
