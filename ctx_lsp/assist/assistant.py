@@ -13,7 +13,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import Any
 
+from ctx_lsp.assist import conversation
 from ctx_lsp.backends.openai_compat import Backend, BackendConfig, BackendError, Usage, require_text
 from ctx_lsp.config.settings import Settings
 from ctx_lsp.prompting.prompt import (
@@ -57,6 +59,11 @@ class Request:
     #: short form of the request kept in the history ("Explain app.py:3-9 …")
     summary: str
     file: str | None = None
+    #: other workspace files the task is about (a chat's @mentions, a commit's diff): which
+    #: earlier exchanges its prompt takes depends on them (see `conversation`)
+    files: tuple[str, ...] = ()
+    #: the user's own words added after the rendered task (a chat's `/explain why …`)
+    note: str = ""
     #: the document the cursor is in, and the cursor's offset in its text
     current: OpenDoc | None = None
     cursor: int | None = None
@@ -69,6 +76,9 @@ class Request:
     allow_empty: bool = False
     stop: list[str] | None = None
 
+    def about(self) -> tuple[str, ...]:
+        return tuple(f for f in (self.file, *self.files) if f)
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -76,6 +86,8 @@ class Answer:
     cached: bool
     usage: Usage
     prompt: BuiltPrompt
+    #: id of the answer's message in the history ("" when it was not recorded)
+    history_id: str = ""
 
 
 def backend_config(settings: Settings) -> BackendConfig:
@@ -130,10 +142,12 @@ class Assistant:
             **req.values,
         }
         values = {k: self._mask(v) for k, v in values.items()}
-        history = self.folder.history.for_prompt(self.settings.history_messages)
+        # each task takes the part of the conversation that helps it (see `conversation`)
+        keep = conversation.keeper(req.kind, req.about())
+        history = self.folder.history.for_prompt(self.settings.history_messages, keep)
         summary = "\n".join(self._mask(m.content) for m in history if m.kind == "summary")
-        # for_prompt leaves completions out: prompts carry the conversation (which also keeps
-        # a repeated completion's prompt identical, so the cache answers it)
+        if not conversation.takes_summary(req.kind):
+            summary = ""
         turns = [
             ChatMessage(m.role, self._mask(m.content), time=m.time, kind=m.kind, id=m.id)
             for m in history
@@ -145,7 +159,7 @@ class Assistant:
             log.info("template %s: no value for %s", req.template, sorted(rendered.missing))
 
         # a template's own text may hold anything: masked whole with what filled it
-        task = self._mask(rendered.user)
+        task = self._mask(rendered.user + (f"\n\n{req.note}" if req.note else ""))
         render: TaskRenderer | None = None
         if req.window is not None:
             render = task_renderer(self.templates, req.template, values, branch.branch)
@@ -174,6 +188,11 @@ class Assistant:
         built = build_messages(parts, self.settings.context_tokens, reserve_output=max_tokens)
         messages = [replace(m, content=_valid_text(m.content)) for m in built.messages]
         return BuiltPrompt(messages, built.tokens, built.dropped)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values masked wherever they appear besides the known patterns (the API key)."""
+        return self._secrets
 
     def _mask(self, text: str) -> str:
         return redact(text, self._secrets)
@@ -229,9 +248,10 @@ class Assistant:
             log.info("%s answered from the cache", req.kind)
             if on_delta is not None:
                 on_delta(hit)
+            recorded = ""
             if req.record and req.kind != "completion":
-                self.record(req, hit, Usage(), self.settings.model)
-            return Answer(hit, True, Usage(), built)
+                recorded = self.record(req, hit, Usage(), self.settings.model)
+            return Answer(hit, True, Usage(), built, recorded)
         if req.window is not None and getattr(self.backend, "supports_raw_completion", False):
             # a small local model continues code far better than it follows a chat prompt
             prefix, suffix = (_valid_text(redact(w, self._secrets)) for w in req.window)
@@ -257,27 +277,44 @@ class Assistant:
                 self.record_later(self.folder.history, exchange)
             else:
                 asyncio.get_running_loop().run_in_executor(None, self._append, exchange)
-        elif req.record and text.strip():
-            self.record(req, text, completion.usage, completion.model)
-        return Answer(text, False, completion.usage, built)
+        recorded = ""
+        if req.record and req.kind != "completion" and text.strip():
+            recorded = self.record(req, text, completion.usage, completion.model)
+        return Answer(text, False, completion.usage, built, recorded)
 
-    def record(self, req: Request, answer: str, usage: Usage, model: str) -> None:
-        """Both sides of an exchange go to the history, masked, with their token counts."""
-        self._append(self.exchange(req, answer, usage, model))
+    def record(self, req: Request, answer: str, usage: Usage, model: str, cut: bool = False) -> str:
+        """Both sides of an exchange go to the history, masked, with their token counts.
+        Returns the answer's message id."""
+        exchange = self.exchange(req, answer, usage, model, cut)
+        self._append(exchange)
+        return exchange[1].id
+
+    def record_cut(self, req: Request, partial: str) -> str:
+        """A question whose answer the user stopped: kept with what came, marked as cut."""
+        masked = _valid_text(self._mask(partial))
+        return self.record(req, masked, Usage(), self.settings.model, cut=True)
 
     def exchange(
-        self, req: Request, answer: str, usage: Usage, model: str
+        self, req: Request, answer: str, usage: Usage, model: str, cut: bool = False
     ) -> tuple[ChatMessage, ChatMessage]:
         """The two messages of an exchange as the history keeps them (`answer` is masked)."""
         branch = self.folder.git.branch()
-        meta = {"kind": req.kind, "file": req.file, "branch": branch.branch, "model": model}
+        meta: dict[str, Any] = {
+            "kind": req.kind,
+            "file": req.file,
+            "files": req.files,
+            "branch": branch.branch,
+            "model": model,
+        }
         # masked before it is cut: a cut secret would no longer match its pattern
         short = redact(req.summary, self._secrets)
         if len(short) > SHORT_FORM_CHARS:
             short = short[:SHORT_FORM_CHARS] + " …"
         return (
             ChatMessage("user", short, prompt_tokens=usage.prompt_tokens, **meta),
-            ChatMessage("assistant", answer, completion_tokens=usage.completion_tokens, **meta),
+            ChatMessage(
+                "assistant", answer, completion_tokens=usage.completion_tokens, cut=cut, **meta
+            ),
         )
 
     def _append(self, messages: tuple[ChatMessage, ...]) -> None:

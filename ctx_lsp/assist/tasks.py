@@ -164,6 +164,8 @@ async def commit_message(
             len(diff.files),
             ", ".join(f.path for f in diff.files[:10]),
         ),
+        # the diff's files: the fixes and tests of those files inform the message
+        files=tuple(f.path for f in diff.files),
         max_tokens=max(a.settings.max_tokens, 400),
     )
     answer = await a.run(req, view.docs, view.summary, on_delta)
@@ -224,30 +226,3 @@ async def maybe_summarize(a: Assistant) -> bool:
         return False
     await summarize(a, View([], ""))
     return True
-
-
-async def chat(
-    a: Assistant,
-    view: View,
-    question: str,
-    doc: OpenDoc | None = None,
-    on_delta: Delta = None,
-    selection: str = "",
-) -> Answer:
-    req = Request(
-        kind="chat",
-        template="chat",
-        values={
-            "question": question,
-            "language": (doc.language_id if doc else "") or "text",
-            "selection": selection,
-        },
-        summary=question,
-        file=doc.path if doc else None,
-        current=doc,
-        cursor=0 if doc else None,
-        stream=True,
-        max_tokens=max(a.settings.max_tokens, 1024),
-    )
-    await maybe_summarize(a)
-    return await a.run(req, view.docs, view.summary, on_delta)

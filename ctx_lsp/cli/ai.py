@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ctx_lsp.assist import chat as chat_turns
 from ctx_lsp.assist import tasks
 from ctx_lsp.assist.assistant import Answer
 from ctx_lsp.assist.completion import completion_request
@@ -33,14 +34,14 @@ from ctx_lsp.text.tokens import count_tokens
 WHOLE_FILE_SHARE = 0.5
 
 
-def _usage(answer: Answer) -> dict[str, int]:
+def _usage(answer: Answer | chat_turns.Outcome) -> dict[str, int]:
     return {
         "promptTokens": answer.usage.prompt_tokens,
         "completionTokens": answer.usage.completion_tokens,
     }
 
 
-async def _ask(ws: Workspace, label: str, as_json: bool, job: Any) -> Answer:
+async def _ask(ws: Workspace, label: str, as_json: bool, job: Any) -> Any:
     """`job(on_delta)` with a spinner until the first text; the text streams to stdout as it
     arrives, unless --json (then the caller prints the final answer)."""
     async with Spinner(f"{label} ({ws.settings.model})…") as spinner:
@@ -66,20 +67,24 @@ async def chat(ws: Workspace, args: argparse.Namespace) -> int:
     view = ws.view(named)
     current = ws.open_doc(*named[0]) if named else None
     a = ws.rt.assistant(ws.folder)
+    q = chat_turns.parse(question)
+    try:
+        mentioned = chat_turns.read_files(ws.folder, q.mentions, {})
+    except tasks.TaskError as exc:
+        raise CliError(exc.args[0], USAGE) from None
+    others = [ws.open_doc(rel, doc) for rel, doc in named[1:]]
+    turn = chat_turns.Turn(q, current, None, [*others, *mentioned])
     answer = await _ask(
-        ws,
-        "thinking",
-        args.json,
-        lambda d: tasks.chat(
-            a, view, question.strip(), current, d, selection=current.text if current else ""
-        ),
+        ws, "thinking", args.json, lambda d: chat_turns.ask(a, view, turn, d or (lambda _: None))
     )
     if args.json:
         emit_json(
             {
                 "text": answer.text,
                 "question": question.strip(),
-                "files": [rel for rel, _ in named],
+                "files": [rel for rel, _ in named] + [d.path for d in mentioned],
+                "historyId": answer.history_id,
+                "cut": answer.cut,
                 "cached": answer.cached,
                 "model": ws.settings.model,
                 "usage": _usage(answer),

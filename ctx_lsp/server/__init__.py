@@ -7,6 +7,7 @@ their features on a server built by `build_server()`.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import json
 import logging
@@ -48,6 +49,11 @@ log = logging.getLogger(__name__)
 
 #: Seconds between a change and the session save it triggers.
 SESSION_SAVE_DELAY_S = 1.0
+#: The executeCommand request a command handler answers (its work-done token), set in the
+#: request's own task.
+COMMAND_PARAMS: contextvars.ContextVar[types.ExecuteCommandParams | None] = contextvars.ContextVar(
+    "ctx_command_params", default=None
+)
 
 
 class AlreadyAnswered(JsonRpcInvalidParams):
@@ -129,6 +135,7 @@ class CtxProtocol(LanguageServerProtocol):
         handler = self.fm.commands.get(params.command)
         if handler is None:
             raise JsonRpcInvalidParams(f"unknown command {params.command!r}")
+        COMMAND_PARAMS.set(params)
         result = handler(*(params.arguments or []))
         return await result if inspect.isawaitable(result) else result
 
@@ -373,6 +380,7 @@ def build_server(env: dict[str, str] | None = None) -> CtxServer:
     from ctx_lsp.server import (
         action_handlers,
         ai_handlers,
+        chat_handlers,
         context_handlers,
         lifecycle,
         plugin_handlers,
@@ -388,6 +396,7 @@ def build_server(env: dict[str, str] | None = None) -> CtxServer:
         ai_handlers,
         action_handlers,
         trust_handlers,
+        chat_handlers,
     )
     for module in handlers:
         module.register(server)

@@ -504,12 +504,44 @@ class History:
     def __len__(self) -> int:
         return self._count
 
-    def for_prompt(self, n: int) -> list[ChatMessage]:
+    def for_prompt(
+        self, n: int, keep: Callable[[ChatMessage], bool] | None = None
+    ) -> list[ChatMessage]:
         """The latest summary (if any), then the last `n` messages of the conversation it does
         not cover. Inline completions are left out: they are many and small, and a typing
-        session of them must not push the explain/fix conversation out of prompts."""
+        session of them must not push the explain/fix conversation out of prompts.
+
+        `keep` narrows the messages to those a task's prompt takes; they are looked for among
+        the messages memory holds (the newest ~1,000), never read back from disk: a prompt may
+        be built on the event loop, and older exchanges are what summaries are for."""
         with self._mutex:
             self._sync(locked=False)  # exchanges another process (the CLI, a second window) added
-            (rest,) = self._after_summary([(n, _conversation, self._talk)])
             summary = [] if self._summary is None else [self._summary[1]]
+            if keep is None:
+                (rest,) = self._after_summary([(n, _conversation, self._talk)])
+            else:
+                start = self._start
+                if start is None:  # what the summary covers is on disk only: start after it
+                    start = self._summary[0] + 1 if self._summary is not None else 0
+                picked = _last(
+                    reversed(self._talk.items), -1, start, n, lambda m: _conversation(m) and keep(m)
+                )
+                rest = picked or []
             return summary + [m for _, m in rest]
+
+    def find(self, message_id: str) -> tuple[ChatMessage | None, ChatMessage | None]:
+        """The message with this id and the one before it (a question before its answer), from
+        memory, else read back from disk; (None, None) when the history has no such message."""
+        with self._mutex:
+            self._sync(locked=False)
+            newest_first = [m for _, m in self._newest_first()]
+            for i, m in enumerate(newest_first):
+                if m.id == message_id:
+                    return m, newest_first[i + 1] if i + 1 < len(newest_first) else None
+            if self._dropped() < 0:
+                return None, None
+            everything = self._read_all()
+            for i, m in enumerate(everything):
+                if m.id == message_id:
+                    return m, everything[i - 1] if i else None
+            return None, None

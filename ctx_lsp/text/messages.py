@@ -12,6 +12,10 @@ Role = Literal["system", "user", "assistant"]
 Kind = Literal["chat", "completion", "explain", "fix", "tests", "commit", "summary"]
 
 
+#: Fields left out of a stored record while they hold their default.
+_OPTIONAL = ("files", "cut")
+
+
 @dataclass(frozen=True)
 class ChatMessage:
     """One message of a conversation, as sent to a model and as kept in history."""
@@ -26,9 +30,20 @@ class ChatMessage:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: workspace files the exchange was about besides `file` (a chat's @mentions, a diff's files)
+    files: tuple[str, ...] = ()
+    #: an answer stopped before the model finished (the user cancelled it)
+    cut: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        # written only when set: older readers and most lines never see them
+        for key in _OPTIONAL:
+            if not data[key]:
+                del data[key]
+        if "files" in data:
+            data["files"] = list(data["files"])
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ChatMessage:
@@ -42,6 +57,10 @@ class ChatMessage:
         t = known.get("time")
         if not isinstance(t, (int, float)):
             known["time"] = 0.0
+        files = known.get("files", ())
+        listed = files if isinstance(files, list) else []
+        known["files"] = tuple(f for f in listed if isinstance(f, str))
+        known["cut"] = known.get("cut") is True
         return cls(**known)
 
     def as_api(self) -> dict[str, str]:

@@ -304,13 +304,17 @@ def registered_count() -> int:
     return len(_KNOWN)
 
 
-def redact(text: str, extra_values: Iterable[str] = ()) -> str:
+def redact(text: str, extra_values: Iterable[str] = (), remember: bool = True) -> str:
     """Text with every known secret masked; `extra_values` and registered values (the API
     key in use) are masked wherever they appear. A text without secrets is returned as is
-    (the same object)."""
+    (the same object). `remember=False` for one-off texts (a streamed answer as it grows),
+    which would only push the masks of recurring ones out of the memo."""
     if not text:
         return text
     extra = tuple(extra_values) + tuple(_KNOWN)
+    if not remember:
+        masked = _mask(text, extra)
+        return text if masked == text else masked
     key = (text_key(text), extra)
     found = _memo.get(key)
     if found is None:

@@ -84,7 +84,9 @@ def test_vscode_lockfile_matches_package_json():
 
 
 def test_nvim_plugin_uses_only_server_commands_and_documents_every_setting():
-    lua = (NVIM / "lua" / "ctx_lsp" / "init.lua").read_text(encoding="utf-8")
+    lua = "\n".join(
+        p.read_text(encoding="utf-8") for p in sorted((NVIM / "lua" / "ctx_lsp").glob("*.lua"))
+    )
     server_commands = {v for k, v in vars(commands).items() if k.isupper() and isinstance(v, str)}
     used = set(re.findall(r"'(ctx\.[A-Za-z]+)'", lua))
     assert used and used <= server_commands, used - server_commands

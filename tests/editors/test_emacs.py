@@ -59,3 +59,8 @@ def test_eglot_snippets_complete_list_actions_and_run_commands(tmp_path, repo, f
     assert all(r.body["model"] == "test-model" for r in fake_openai.chat_requests()), why
     prompts = fake_openai.prompts()
     assert any("calc.py" in p for p in prompts), why
+    # chat: the streamed answer in *ctx chat*, the region went with the question
+    assert obs["chat"] == "## You\n\nWhat does add do?\n\n## ctx\n\nreturn a * b\n\n", why
+    assert obs["chat_inserts"] >= 3, why  # the heading, streamed text, the final answer
+    assert "What does add do?" in prompts[-1] and "return a + b" in prompts[-1], why
+    assert obs["chat_history"].startswith("## You\n\nWhat does add do?\n\n## ctx"), why

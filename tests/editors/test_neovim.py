@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import git
+from tests.fake_openai import Reply
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = ROOT / "editors" / "nvim"
@@ -219,3 +220,32 @@ def test_help_file_has_tags(nvim, tmp_path):
     )  # fmt: skip
     found = json.loads(proc.stdout or "{}")
     assert found and all(v == "ctx-lsp.txt" for v in found.values()), (found, proc.stderr)
+
+
+CHAT_ANSWER = (
+    "With type hints:\n\n```python\ndef add(a: int, b: int) -> int:\n    return a + b\n```\n"
+)
+
+
+def test_chat_streams_into_a_split_and_applies_the_code_block(nvim, tmp_path, repo, fake_openai):
+    fake_openai.enqueue(Reply(CHAT_ANSWER, chunk_delay_s=0.03))
+    obs, proc, why = run_nvim(nvim, tmp_path, fake_openai, "chat", repo, "app.py")
+    assert proc.returncode == 0 and "error" not in obs, why
+    assert obs["chat"]["text"] == CHAT_ANSWER and obs["chat"]["cut"] is False, why
+    assert obs["reports"] >= 2, why  # it streamed
+    assert obs["chat_window"] and obs["windows"] == 2, why  # a split
+    lines = obs["chat_lines"]
+    assert lines[:4] == ["## You", "", "Add type hints to add", ""], why
+    assert "def add(a: int, b: int) -> int:" in lines and "## ctx" in lines, why
+    # the selection went with the question
+    (prompt,) = fake_openai.prompts()
+    assert "Add type hints to add" in prompt and "return a + b" in prompt, why
+    assert obs["apply"]["applied"] is True, why
+    assert obs["file_lines"] == ["def add(a: int, b: int) -> int:", "    return a + b"], why
+
+    # a new Neovim shows the conversation restored
+    obs, proc, why = run_nvim(nvim, tmp_path, fake_openai, "chat_restore", repo, "app.py")
+    assert proc.returncode == 0 and "error" not in obs, why
+    assert obs["restored"] == 1, why
+    assert obs["chat_lines"][:3] == ["## You", "", "Add type hints to add"], why
+    assert "def add(a: int, b: int) -> int:" in obs["chat_lines"], why

@@ -43,7 +43,21 @@
         (with-temp-buffer
           (setq default-directory (file-name-directory (getenv "CTX_TEST_FILE")))
           (ctx-lsp-commit-message)
-          (ctx-test-put "commit" (buffer-string))))
+          (ctx-test-put "commit" (buffer-string)))
+        ;; chat: the answer streams into *ctx chat*; then the restored conversation
+        (let ((reports 0))
+          (advice-add 'ctx-lsp-chat--insert :after (lambda (&rest _) (cl-incf reports)))
+          (goto-char (point-min))
+          (set-mark (point))
+          (forward-line 2)
+          (activate-mark)
+          (ctx-lsp-chat "What does add do?")
+          (with-timeout (60 (error "no chat answer within 60 s"))
+            (while ctx-lsp-chat--token (accept-process-output nil 0.05)))
+          (ctx-test-put "chat" (with-current-buffer "*ctx chat*" (buffer-string)))
+          (ctx-test-put "chat_inserts" reports))
+        (ctx-lsp-chat-history)
+        (ctx-test-put "chat_history" (with-current-buffer "*ctx chat*" (buffer-string))))
       (ctx-test-finish 0))
   (error
    (ctx-test-put "error" (format "%S" err))

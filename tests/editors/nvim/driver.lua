@@ -310,6 +310,50 @@ function scenarios.trust()
   finish()
 end
 
+-- :CtxChat with the lines selected: the answer streams into the chat split; :CtxChatApply on
+-- its code block edits the file.
+function scenarios.chat()
+  local buf = vim.api.nvim_get_current_buf()
+  attach(buf)
+  local chat = require('ctx_lsp.chat')
+  vim.cmd('1,2CtxChat Add type hints to add')
+  obs.chat = command_result('ctx.chat').result
+  obs.reports = chat.reports
+  local chat_buf = chat.state.buf
+  obs.chat_lines = lines(chat_buf)
+  obs.chat_window = vim.api.nvim_get_current_buf() == chat_buf
+  obs.windows = #vim.api.nvim_tabpage_list_wins(0)
+  local row
+  for i, line in ipairs(obs.chat_lines) do
+    if line:find('-> int', 1, true) then
+      row = i
+    end
+  end
+  vim.api.nvim_win_set_cursor(0, { assert(row, 'no code line in the chat buffer'), 0 })
+  local before = lines(buf)
+  vim.cmd('CtxChatApply')
+  obs.apply = command_result('ctx.applyCode').result
+  wait_for('the code block in the file', function()
+    return not vim.deep_equal(lines(buf), before)
+  end)
+  obs.file_lines = lines(buf)
+  finish()
+end
+
+-- :CtxChat without a question in a new Neovim: the restored conversation.
+function scenarios.chat_restore()
+  local buf = vim.api.nvim_get_current_buf()
+  attach(buf)
+  local chat = require('ctx_lsp.chat')
+  vim.cmd('CtxChat')
+  wait_for('the restored conversation', function()
+    return chat.restored ~= nil
+  end)
+  obs.restored = chat.restored
+  obs.chat_lines = lines(chat.state.buf)
+  finish()
+end
+
 vim.api.nvim_create_autocmd('VimEnter', {
   once = true,
   callback = function()

@@ -368,6 +368,11 @@ local function commands(bufnr)
   cmd('CtxUntrust', function()
     M.trust(bufnr, false)
   end, { desc = "ctx: stop trusting this workspace's .ctx/ files" })
+  cmd('CtxChat', function(o)
+    local client = M.client(bufnr)
+    local range = o.range > 0 and M.lines_range(bufnr, o.line1, o.line2, client and client.offset_encoding) or nil
+    require('ctx_lsp.chat').ask(bufnr, o.args, range)
+  end, { nargs = '*', range = true, desc = 'ctx: open the chat; ask a question (about the selection)' })
   cmd('CtxAddFile', function(o)
     pin(bufnr, 'ctx.addFile', o.args)
   end, { nargs = '?', complete = 'file', desc = 'ctx: pin a file into the context' })
@@ -413,6 +418,23 @@ local function complete_done(bufnr)
 end
 
 -- Attach ------------------------------------------------------------------------------------
+
+--- Chat answers stream as `$/progress` reports on our token: those go to the chat buffer,
+--- every report also to the handler that was there (Neovim's progress status).
+local routed = {}
+local function route_progress(client)
+  if routed[client.id] then
+    return
+  end
+  routed[client.id] = true
+  local handlers = client.handlers or {}
+  local previous = handlers['$/progress'] or vim.lsp.handlers['$/progress']
+  handlers['$/progress'] = function(err, params, ctx)
+    require('ctx_lsp.chat').on_progress(params)
+    return previous(err, params, ctx)
+  end
+  client.handlers = handlers
+end
 
 --- Map `key` in insert mode to accept the inline completion. Without a suggestion the key does
 --- what it did before: a global expression mapping (like Neovim's own <Tab>, which jumps in
@@ -462,6 +484,7 @@ function M.on_attach(client, bufnr)
     })
   end
   share_diagnostics(client)
+  route_progress(client)
   commands(bufnr)
 end
 
