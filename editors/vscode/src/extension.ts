@@ -18,6 +18,8 @@ import {
   ServerOptions,
   State,
 } from 'vscode-languageclient/node';
+import { ChatView } from './chat';
+import { StderrLevels } from './logs';
 import { resolveServer, ServerCommand, ServerNotFound } from './server';
 import { ServerSettings } from './settings';
 
@@ -104,6 +106,9 @@ export class Controller implements vscode.Disposable {
   /** The server's last stderr lines, quoted when it fails to start. */
   private stderrTail: string[] = [];
   private restarts: number[] = [];
+  /** The latest start (or restart), which commands wait for. */
+  private starting: Promise<void> = Promise.resolve();
+  private readonly chat: ChatView;
 
   constructor(context: vscode.ExtensionContext) {
     this.output = vscode.window.createOutputChannel('ctx', { log: true });
@@ -117,19 +122,38 @@ export class Controller implements vscode.Disposable {
       this.busyNow = busy;
       this.updateStatus();
     });
+    this.chat = new ChatView(context.extensionUri, {
+      running: () => this.running(),
+      busy: (work) => this.busy.run(work),
+      log: (line) => this.output.appendLine(line),
+    });
     this.disposables.push(
       this.output,
       this.status,
       this.answers,
       vscode.workspace.registerTextDocumentContentProvider(AnswerDocuments.scheme, this.answers),
+      this.chat,
+      vscode.window.registerWebviewViewProvider(ChatView.id, this.chat, {
+        webviewOptions: { retainContextWhenHidden: true },
+      }),
       vscode.commands.registerCommand('ctxLsp.commitMessage', (arg?: unknown) => this.commitMessage(arg)),
+      vscode.commands.registerCommand('ctxLsp.commitMessageScm', (arg?: unknown) => this.commitMessage(arg)),
+      vscode.commands.registerCommand('ctxLsp.openChat', () => this.chat.open()),
+      vscode.commands.registerCommand('ctxLsp.askSelection', () => this.askSelection()),
       vscode.commands.registerCommand('ctxLsp.explainSelection', () => this.explainSelection()),
       vscode.commands.registerCommand('ctxLsp.showContext', () => this.showContext()),
       vscode.commands.registerCommand('ctxLsp.summarizeHistory', () => this.summarizeHistory()),
       vscode.commands.registerCommand('ctxLsp.clearHistory', () => this.clearHistory()),
       vscode.commands.registerCommand('ctxLsp.restartServer', () => this.restart()),
       vscode.commands.registerCommand('ctxLsp.showOutput', () => this.output.show(true)),
+      vscode.commands.registerCommand('ctxLsp.trustWorkspace', () => this.trustWorkspace(true)),
+      vscode.commands.registerCommand('ctxLsp.untrustWorkspace', () => this.trustWorkspace(false)),
       vscode.workspace.onDidChangeConfiguration((event) => this.configurationChanged(event)),
+      // The server learns VS Code's trust once, at start: trusting the workspace restarts it.
+      vscode.workspace.onDidGrantWorkspaceTrust(() => {
+        this.output.appendLine('The workspace is now trusted: restarting ctx-lsp.');
+        void this.restart();
+      }),
     );
     this.updateStatus();
     this.status.show();
@@ -137,7 +161,22 @@ export class Controller implements vscode.Disposable {
 
   // -- lifecycle -------------------------------------------------------------------------------
 
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    this.starting = this.startServer();
+    return this.starting;
+  }
+
+  /** The running client, once the current start has finished. */
+  async running(): Promise<LanguageClient> {
+    await this.starting;
+    const client = this.client;
+    if (!client?.isRunning()) {
+      throw new Error('ctx-lsp is not running (ctx: Restart Server, or see ctx: Show Server Output).');
+    }
+    return client;
+  }
+
+  private async startServer(): Promise<void> {
     this.startFailure = undefined;
     try {
       this.serverCommand = resolveServer();
@@ -164,15 +203,19 @@ export class Controller implements vscode.Disposable {
       documentSelector: [{ scheme: 'file' }],
       outputChannel: this.output,
       revealOutputChannelOn: RevealOutputChannelOn.Never,
-      initializationOptions: this.settings.explicit(),
+      // editorTrusted: in a workspace VS Code does not trust, the server never applies the
+      // repository's risky .ctx/config.toml keys, never asks to, and refuses ctx.trustWorkspace.
+      initializationOptions: { ...this.settings.explicit(), editorTrusted: vscode.workspace.isTrusted },
       stdioOptions: {
         stdout: (input, channel) => lines(input, (line) => channel.info(line)),
-        stderr: (input, channel) =>
+        stderr: (input, channel) => {
+          const levels = new StderrLevels(channel);
           lines(input, (line) => {
-            channel.error(line);
+            levels.line(line);
             this.stderrTail.push(line);
             this.stderrTail.splice(0, this.stderrTail.length - 20);
-          }),
+          });
+        },
       },
       // A server that cannot start gets one clear notification (ours), not a restart loop.
       initializationFailedHandler: () => false,
@@ -258,6 +301,7 @@ export class Controller implements vscode.Disposable {
     await this.start();
     if (this.client) {
       void vscode.window.setStatusBarMessage('ctx: server restarted', 3000);
+      await this.chat.reload();
     }
   }
 
@@ -461,6 +505,47 @@ export class Controller implements vscode.Disposable {
     });
   }
 
+  /** Opens the chat with a question about the selection (its text goes along as context). */
+  async askSelection(): Promise<void> {
+    await this.guarded('Ask about the Selection', async () => {
+      const question = await vscode.window.showInputBox({
+        prompt: 'ctx: ask about the selection (/explain, /fix, /tests work too)',
+        placeHolder: 'Why does this fail?',
+      });
+      if (question?.trim()) {
+        await this.chat.open(question);
+      }
+    });
+  }
+
+  /** Trust (or stop trusting) the workspace folder's .ctx/config.toml as it is now. */
+  async trustWorkspace(trust: boolean): Promise<void> {
+    const what = trust ? 'Trust Workspace Config' : 'Stop Trusting Workspace Config';
+    await this.guarded(what, async () => {
+      if (trust && !vscode.workspace.isTrusted) {
+        // The server would refuse too: an untrusted VS Code workspace never trusts the file.
+        const choice = await vscode.window.showWarningMessage(
+          "ctx: VS Code does not trust this workspace, so its .ctx/config.toml cannot be trusted. Trust the workspace in VS Code first.",
+          'Manage Workspace Trust',
+        );
+        if (choice === 'Manage Workspace Trust') {
+          await vscode.commands.executeCommand('workbench.trust.manage');
+        }
+        return;
+      }
+      const folders = (vscode.workspace.workspaceFolders ?? []).filter((f) => f.uri.scheme === 'file');
+      let folder: vscode.WorkspaceFolder | undefined = folders[0];
+      if (folders.length > 1) {
+        folder = await vscode.window.showWorkspaceFolderPick({ placeHolder: `ctx: ${what}: which folder?` });
+        if (!folder) {
+          return;
+        }
+      }
+      const result = await this.execute('ctx.trustWorkspace', folder ? { folder: folder.uri.fsPath, trust } : { trust });
+      void vscode.window.showInformationMessage(`ctx: ${result.text}`);
+    });
+  }
+
   async showContext(): Promise<void> {
     await this.guarded('Show Context', async () => {
       const uri = vscode.window.activeTextEditor?.document.uri.toString();
@@ -491,6 +576,7 @@ export class Controller implements vscode.Disposable {
         return;
       }
       const result = await this.execute('ctx.clearHistory', {});
+      await this.chat.reload();
       void vscode.window.showInformationMessage(`ctx: ${result.text}`);
     });
   }
