@@ -108,6 +108,10 @@ export class Controller implements vscode.Disposable {
   private restarts: number[] = [];
   /** The latest start (or restart), which commands wait for. */
   private starting: Promise<void> = Promise.resolve();
+  /** Restarts run one at a time; one asked for while another waits to run joins it. */
+  private restartQueue: Promise<void> = Promise.resolve();
+  private restartWaiting: Promise<void> | undefined;
+  private restartTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly chat: ChatView;
 
   constructor(context: vscode.ExtensionContext) {
@@ -150,10 +154,7 @@ export class Controller implements vscode.Disposable {
       vscode.commands.registerCommand('ctxLsp.untrustWorkspace', () => this.trustWorkspace(false)),
       vscode.workspace.onDidChangeConfiguration((event) => this.configurationChanged(event)),
       // The server learns VS Code's trust once, at start: trusting the workspace restarts it.
-      vscode.workspace.onDidGrantWorkspaceTrust(() => {
-        this.output.appendLine('The workspace is now trusted: restarting ctx-lsp.');
-        void this.restart();
-      }),
+      vscode.workspace.onDidGrantWorkspaceTrust(() => this.restartSoon('The workspace is now trusted')),
     );
     this.updateStatus();
     this.status.show();
@@ -296,16 +297,36 @@ export class Controller implements vscode.Disposable {
     this.updateStatus();
   }
 
-  async restart(): Promise<void> {
-    await this.stop();
-    await this.start();
-    if (this.client) {
-      void vscode.window.setStatusBarMessage('ctx: server restarted', 3000);
-      await this.chat.reload();
+  restart(): Promise<void> {
+    if (!this.restartWaiting) {
+      const run = this.restartQueue.then(async () => {
+        this.restartWaiting = undefined;
+        await this.stop();
+        await this.start();
+        if (this.client) {
+          void vscode.window.setStatusBarMessage('ctx: server restarted', 3000);
+          await this.chat.reload();
+        }
+      });
+      this.restartWaiting = run;
+      this.restartQueue = run.catch(() => undefined);
     }
+    return this.restartWaiting;
+  }
+
+  /**
+   * One restart for events that come together: granting workspace trust also changes the
+   * effective ctx.server settings, and two overlapping starts would register the server's
+   * commands twice.
+   */
+  private restartSoon(why: string): void {
+    this.output.appendLine(`${why}: restarting ctx-lsp.`);
+    clearTimeout(this.restartTimer);
+    this.restartTimer = setTimeout(() => void this.restart(), 300);
   }
 
   dispose(): void {
+    clearTimeout(this.restartTimer);
     void this.stop();
     for (const d of this.disposables) {
       d.dispose();
@@ -354,8 +375,7 @@ export class Controller implements vscode.Disposable {
       return;
     }
     if (event.affectsConfiguration('ctx.server')) {
-      this.output.appendLine('Server settings changed: restarting ctx-lsp.');
-      void this.restart();
+      this.restartSoon('Server settings changed');
       return;
     }
     this.updateStatus();

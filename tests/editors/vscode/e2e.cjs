@@ -17,7 +17,9 @@
 //   2. the server says what it holds back, and offers no Trust button;
 //   3. completions come from the user's own backend;
 //   4. "ctx: Trust Workspace Config" refuses, and nothing is trusted;
-//   5. the repository's backend received nothing, and the token went nowhere.
+//   5. the repository's backend received nothing, and the token went nowhere;
+//   6. trusting the workspace in VS Code restarts the server, which then asks (Trust / Not
+//      now); only after Trust does the repository's backend get a request.
 // Screenshots go to $ARTIFACTS; results to $ARTIFACTS/results-$MODE.json. Exit 1 on failure.
 'use strict';
 
@@ -488,6 +490,51 @@ async function untrustedChecks(page) {
     }
     return { repositoryRequests: 0, userRequests: mine.length };
   });
+
+  // 6. The user trusts the workspace in VS Code: the server restarts, now asks about the
+  //    repository's file, and only after "Trust" does the repository's backend get a request.
+  await check("trusting in VS Code restarts the server, which asks; only then the repository's backend is used", async () => {
+    await runCommand(page, 'Workspaces: Manage Workspace Trust');
+    const trustButton = page.locator('.workspace-trust-editor .monaco-button', { hasText: /^\s*Trust\s*$/ }).first();
+    await trustButton.waitFor({ state: 'visible', timeout: 15000 });
+    await screenshot(page, 'trust-editor');
+    await trustButton.click();
+    await page.locator('.statusbar-item', { hasText: 'Restricted Mode' }).first().waitFor({ state: 'hidden', timeout: 15000 });
+    const asked = page.locator('.notifications-toasts .notification-list-item', { hasText: 'held back until you trust' }).filter({
+      has: page.locator('.monaco-button', { hasText: /^\s*Trust\s*$/ }),
+    });
+    await asked.first().waitFor({ state: 'visible', timeout: 30000 });
+    const buttons = await asked.first().locator('.monaco-button').allInnerTexts();
+    await screenshot(page, 'asked-to-trust');
+    if ((await fake('/_fake/requests', undefined, REPO_FAKE_URL)).length) {
+      throw new Error("the repository's backend got a request before the user trusted its file");
+    }
+    await fake('/_fake/reply', { text: 'return "from the repository"' }, REPO_FAKE_URL);
+    await asked.first().locator('.monaco-button', { hasText: /^\s*Trust\s*$/ }).click();
+    await page.locator('.notification-list-item-message', { hasText: 'trusted' }).first().waitFor({ timeout: 15000 });
+    // Back to app.py (the trust editor is a modal one over it), and a new function to complete.
+    await page.locator('a.action-label[aria-label^="Close Modal Editor"]').first().click();
+    await page.locator('.workspace-trust-editor').waitFor({ state: 'hidden', timeout: 10000 });
+    await page.locator('.tabs-container .tab', { hasText: 'app.py' }).first().click();
+    await page.locator('.editor-instance .monaco-editor .view-lines').first().click();
+    await page.keyboard.press('Control+End');
+    await page.keyboard.type('\ndef div(a, b):\n', { delay: 30 });
+    let theirs = [];
+    const deadline = Date.now() + 30000;
+    while (Date.now() < deadline && !theirs.length) {
+      await page.waitForTimeout(500);
+      theirs = (await fake('/_fake/requests', undefined, REPO_FAKE_URL)).filter((r) => r.path === '/v1/chat/completions');
+    }
+    await screenshot(page, 'trusted');
+    if (!theirs.length) {
+      throw new Error("after trusting, the repository's backend still got no request");
+    }
+    const stored = fs.existsSync(process.env.CTX_LSP_TRUST_FILE) ? fs.readFileSync(process.env.CTX_LSP_TRUST_FILE, 'utf8') : '';
+    if (!stored.includes(path.basename(WORKSPACE))) {
+      throw new Error(`the trust file does not name the workspace: ${stored}`);
+    }
+    return { buttons, repositoryRequests: theirs.length };
+  });
 }
 
 /** Everything under the workspace's .ctx/, as one string. */
@@ -545,7 +592,7 @@ main()
   .then(() => {
     const checks = Object.entries(results.checks);
     const failed = checks.filter(([, r]) => !r.ok).map(([name]) => name);
-    if (results.error || failed.length || checks.length < (MODE === 'untrusted' ? 5 : 8)) {
+    if (results.error || failed.length || checks.length < (MODE === 'untrusted' ? 6 : 8)) {
       console.error(`vscode e2e (${MODE}) FAILED: ${failed.join('; ') || results.error || 'checks missing'}`);
       if (results.notifications.length) {
         console.error('notifications:', results.notifications);
