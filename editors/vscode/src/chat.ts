@@ -259,6 +259,19 @@ export class ChatView implements vscode.WebviewViewProvider, vscode.Disposable {
       this.post({ type: 'applied', historyId, block, ok: false, text: 'Open the file to apply the code to.' });
       return;
     }
+    const where = vscode.workspace.asRelativePath(vscode.Uri.parse(target.uri));
+    if (!target.range) {
+      // Without a selection the server writes the block over the whole file: say so first.
+      const choice = await vscode.window.showWarningMessage(
+        `ctx: replace all of ${where} with code block ${block + 1}? (Select the code to replace to apply it there instead.)`,
+        { modal: true },
+        'Replace the File',
+      );
+      if (choice !== 'Replace the File') {
+        this.post({ type: 'applied', historyId, block, ok: false, text: 'Not applied.' });
+        return;
+      }
+    }
     try {
       const client = await this.host.running();
       const args: Record<string, unknown> = { historyId, block, uri: target.uri };
@@ -269,7 +282,6 @@ export class ChatView implements vscode.WebviewViewProvider, vscode.Disposable {
         Promise.resolve(client.sendRequest(ExecuteCommandRequest.type, { command: 'ctx.applyCode', arguments: [args] })),
       )) as { text?: string; applied?: boolean } | null;
       const ok = result?.applied === true;
-      const where = vscode.workspace.asRelativePath(vscode.Uri.parse(target.uri));
       this.post({ type: 'applied', historyId, block, ok, text: ok ? `Applied to ${where}.` : (result?.text ?? 'Not applied.') });
     } catch (error) {
       this.post({ type: 'applied', historyId, block, ok: false, text: message(error) });

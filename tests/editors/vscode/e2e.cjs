@@ -8,6 +8,7 @@
 //   3. the ctx button in the Source Control title bar fills the commit message box;
 //   4. "ctx: Explain Selection" shows the answer as a Markdown preview;
 //   5. the ctx chat view streams an answer about the selection, and Apply changes the file;
+//      Stop ends a streaming answer, keeping what was written;
 //   6. after a window reload the chat view shows the restored conversation;
 //   7. the server's log lines reach the ctx log at their own level (info is not an error);
 //   8. a broken server setting gives a clear notification; fixing it restarts the server.
@@ -250,7 +251,12 @@ async function mainChecks(page) {
     await page.locator('.scm-view .monaco-list-row', { hasText: 'calc.py' }).first().waitFor({ timeout: 30000 });
     const button = page.locator('.scm-view, .part.sidebar').locator(`a.action-label[aria-label="${SCM_BUTTON}"]`).first();
     await button.waitFor({ state: 'visible', timeout: 10000 });
-    const icon = await button.evaluate((el) => getComputedStyle(el).backgroundImage || getComputedStyle(el).maskImage || '');
+    // The icon's style rule may come a moment after the button.
+    let icon = '';
+    for (let i = 0; i < 25 && !/ctx-(light|dark)\.svg/.test(icon); i++) {
+      icon = await button.evaluate((el) => `${getComputedStyle(el).backgroundImage} ${getComputedStyle(el).maskImage}`);
+      await page.waitForTimeout(200);
+    }
     await button.click();
     const spinner = page.locator('.statusbar-item', { hasText: 'test-model' }).locator('.codicon-modifier-spin');
     await spinner.first().waitFor({ state: 'visible', timeout: 5000 });
@@ -358,6 +364,39 @@ async function mainChecks(page) {
     }
     return { partial, file: text, status: await chat.locator('.status.ok').first().innerText() };
   });
+
+  // 5b. Stop: the answer ends where it was, marked as stopped, and the model's HTTP request is
+  //     dropped ($/cancelRequest reached the server).
+  const SLOW = Array.from({ length: 40 }, (_, i) => `word${i + 1}`).join(' ');
+  if (chatted) {
+    await fake('/_fake/enqueue', { kind: 'reply', text: SLOW, chunk_delay_s: 0.3 });
+    await check('Stop ends a streaming answer and keeps what was written', async () => {
+      const before = (await fake('/_fake/stats')).aborted;
+      const chat = await chatFrame(page);
+      await chat.locator('#question').fill('count slowly');
+      await chat.locator('#question').press('Enter');
+      await chat.locator('.body.streaming', { hasText: 'word3' }).waitFor({ timeout: 20000 });
+      await chat.locator('#stop').click();
+      const last = chat.locator('.turn').last();
+      await last.locator('.cut').waitFor({ timeout: 15000 });
+      await chat.locator('#stop').waitFor({ state: 'hidden', timeout: 5000 });
+      const text = (await last.locator('.body').innerText()).trim();
+      await screenshot(page, 'chat-stopped');
+      if (text.includes('word40')) {
+        throw new Error(`the answer was not stopped: ${text}`);
+      }
+      let aborted = before;
+      const deadline = Date.now() + 10000;
+      while (Date.now() < deadline && aborted <= before) {
+        await page.waitForTimeout(300);
+        aborted = (await fake('/_fake/stats')).aborted;
+      }
+      if (aborted <= before) {
+        throw new Error('the model request went on after Stop');
+      }
+      return { text, aborted: aborted - before };
+    });
+  }
 
   // 6. Reload the window: a new extension host and a new server; the view starts from the
   //    conversation kept in .ctx/.
@@ -592,7 +631,7 @@ main()
   .then(() => {
     const checks = Object.entries(results.checks);
     const failed = checks.filter(([, r]) => !r.ok).map(([name]) => name);
-    if (results.error || failed.length || checks.length < (MODE === 'untrusted' ? 6 : 8)) {
+    if (results.error || failed.length || checks.length < (MODE === 'untrusted' ? 6 : 9)) {
       console.error(`vscode e2e (${MODE}) FAILED: ${failed.join('; ') || results.error || 'checks missing'}`);
       if (results.notifications.length) {
         console.error('notifications:', results.notifications);
