@@ -2,7 +2,8 @@
 //
 // Inline completions, completion items and code actions come straight from the server through
 // vscode-languageclient (LSP 3.18 inline completion); this file adds the palette commands, the
-// status bar item and the server lifecycle.
+// status bar item and the server lifecycle. The chat view is in chat.ts, the server's log
+// levels in logs.ts, workspace trust in trust.ts.
 import * as readline from 'node:readline';
 import type { Readable } from 'node:stream';
 import * as vscode from 'vscode';
@@ -22,6 +23,7 @@ import { ChatView } from './chat';
 import { StderrLevels } from './logs';
 import { resolveServer, ServerCommand, ServerNotFound } from './server';
 import { ServerSettings } from './settings';
+import { trustWorkspace } from './trust';
 
 /** Every server command returns an object with at least `text`. */
 export interface CommandResult {
@@ -150,8 +152,12 @@ export class Controller implements vscode.Disposable {
       vscode.commands.registerCommand('ctxLsp.clearHistory', () => this.clearHistory()),
       vscode.commands.registerCommand('ctxLsp.restartServer', () => this.restart()),
       vscode.commands.registerCommand('ctxLsp.showOutput', () => this.output.show(true)),
-      vscode.commands.registerCommand('ctxLsp.trustWorkspace', () => this.trustWorkspace(true)),
-      vscode.commands.registerCommand('ctxLsp.untrustWorkspace', () => this.trustWorkspace(false)),
+      vscode.commands.registerCommand('ctxLsp.trustWorkspace', () =>
+        this.guarded('Trust Workspace Config', () => trustWorkspace(true, (c, a) => this.execute(c, a))),
+      ),
+      vscode.commands.registerCommand('ctxLsp.untrustWorkspace', () =>
+        this.guarded('Stop Trusting Workspace Config', () => trustWorkspace(false, (c, a) => this.execute(c, a))),
+      ),
       vscode.workspace.onDidChangeConfiguration((event) => this.configurationChanged(event)),
       // The server learns VS Code's trust once, at start: trusting the workspace restarts it.
       vscode.workspace.onDidGrantWorkspaceTrust(() => this.restartSoon('The workspace is now trusted')),
@@ -535,34 +541,6 @@ export class Controller implements vscode.Disposable {
       if (question?.trim()) {
         await this.chat.open(question);
       }
-    });
-  }
-
-  /** Trust (or stop trusting) the workspace folder's .ctx/config.toml as it is now. */
-  async trustWorkspace(trust: boolean): Promise<void> {
-    const what = trust ? 'Trust Workspace Config' : 'Stop Trusting Workspace Config';
-    await this.guarded(what, async () => {
-      if (trust && !vscode.workspace.isTrusted) {
-        // The server would refuse too: an untrusted VS Code workspace never trusts the file.
-        const choice = await vscode.window.showWarningMessage(
-          "ctx: VS Code does not trust this workspace, so its .ctx/config.toml cannot be trusted. Trust the workspace in VS Code first.",
-          'Manage Workspace Trust',
-        );
-        if (choice === 'Manage Workspace Trust') {
-          await vscode.commands.executeCommand('workbench.trust.manage');
-        }
-        return;
-      }
-      const folders = (vscode.workspace.workspaceFolders ?? []).filter((f) => f.uri.scheme === 'file');
-      let folder: vscode.WorkspaceFolder | undefined = folders[0];
-      if (folders.length > 1) {
-        folder = await vscode.window.showWorkspaceFolderPick({ placeHolder: `ctx: ${what}: which folder?` });
-        if (!folder) {
-          return;
-        }
-      }
-      const result = await this.execute('ctx.trustWorkspace', folder ? { folder: folder.uri.fsPath, trust } : { trust });
-      void vscode.window.showInformationMessage(`ctx: ${result.text}`);
     });
   }
 
