@@ -260,23 +260,15 @@ export class ChatView implements vscode.WebviewViewProvider, vscode.Disposable {
       return;
     }
     const where = vscode.workspace.asRelativePath(vscode.Uri.parse(target.uri));
-    if (!target.range) {
-      // Without a selection the server writes the block over the whole file: say so first.
-      const choice = await vscode.window.showWarningMessage(
-        `ctx: replace all of ${where} with code block ${block + 1}? (Select the code to replace to apply it there instead.)`,
-        { modal: true },
-        'Replace the File',
-      );
-      if (choice !== 'Replace the File') {
-        this.post({ type: 'applied', historyId, block, ok: false, text: 'Not applied.' });
-        return;
-      }
-    }
     try {
       const client = await this.host.running();
       const args: Record<string, unknown> = { historyId, block, uri: target.uri };
       if (target.range) {
         args.range = target.range;
+      } else {
+        // Without a selection the block replaces the whole file: VS Code shows that edit in its
+        // Refactor Preview and applies it only when the user says so.
+        args.confirm = true;
       }
       const result = (await this.host.busy(() =>
         Promise.resolve(client.sendRequest(ExecuteCommandRequest.type, { command: 'ctx.applyCode', arguments: [args] })),

@@ -8,7 +8,8 @@
 //   3. the ctx button in the Source Control title bar fills the commit message box;
 //   4. "ctx: Explain Selection" shows the answer as a Markdown preview;
 //   5. the ctx chat view streams an answer about the selection, and Apply changes the file;
-//      Stop ends a streaming answer, keeping what was written;
+//      Stop ends a streaming answer, keeping what was written; Apply without a selection is
+//      shown in the Refactor Preview before it replaces the file;
 //   6. after a window reload the chat view shows the restored conversation;
 //   7. the server's log lines reach the ctx log at their own level (info is not an error);
 //   8. a broken server setting gives a clear notification; fixing it restarts the server.
@@ -398,6 +399,42 @@ async function mainChecks(page) {
     });
   }
 
+  // 5c. Apply with no selection would replace the whole file: VS Code's Refactor Preview shows
+  //     the change, and the file changes only once the user applies it there.
+  const WHOLE = 'def add(a, b):\n    return a + b\n\n\ndef neg(a):\n    return -a\n';
+  if (chatted) {
+    await fake('/_fake/enqueue', { kind: 'reply', text: 'The file, rewritten:\n\n```python\n' + WHOLE + '```\n' });
+    await check('Apply without a selection is previewed before it replaces the file', async () => {
+      await page.locator('.editor-instance .monaco-editor .view-lines').first().click();
+      await page.keyboard.press('Control+End');
+      const chat = await chatFrame(page);
+      await chat.locator('#context').filter({ hasText: /Context: app\.py$/ }).waitFor({ timeout: 10000 });
+      await chat.locator('#question').fill('rewrite the file with a neg function');
+      await chat.locator('#question').press('Enter');
+      const done = chat.locator('.turn .body:not(.streaming)', { hasText: 'rewritten' }).last();
+      await done.waitFor({ timeout: 30000 });
+      await done.locator('button.apply').first().click();
+      const preview = page.locator('.part.panel, .part.auxiliarybar').filter({ hasText: 'neg' }).first();
+      const applyButton = page.locator('.monaco-button', { hasText: /^\s*Apply\s*$/ }).first();
+      await applyButton.waitFor({ state: 'visible', timeout: 15000 });
+      await screenshot(page, 'chat-preview');
+      if ((await editorText(page)).includes('def neg')) {
+        throw new Error('the whole-file edit landed before the user confirmed it');
+      }
+      // An edit that needs confirmation starts unticked: tick the file, then Apply.
+      await page.locator('.part.panel .monaco-checkbox, .part.panel .monaco-custom-toggle').first().click();
+      await applyButton.click();
+      await page.locator('.editor-instance .monaco-editor .view-lines', { hasText: 'def neg(a):' }).first().waitFor({ timeout: 10000 });
+      await chat.locator('.status.ok', { hasText: 'Applied' }).last().waitFor({ timeout: 10000 });
+      await screenshot(page, 'chat-preview-applied');
+      const text = await editorText(page);
+      if (text.includes('def mul(')) {
+        throw new Error(`the file was not replaced:\n${text}`);
+      }
+      return { previewShown: await preview.count(), editor: text };
+    });
+  }
+
   // 6. Reload the window: a new extension host and a new server; the view starts from the
   //    conversation kept in .ctx/.
   if (chatted) {
@@ -631,7 +668,7 @@ main()
   .then(() => {
     const checks = Object.entries(results.checks);
     const failed = checks.filter(([, r]) => !r.ok).map(([name]) => name);
-    if (results.error || failed.length || checks.length < (MODE === 'untrusted' ? 6 : 9)) {
+    if (results.error || failed.length || checks.length < (MODE === 'untrusted' ? 6 : 10)) {
       console.error(`vscode e2e (${MODE}) FAILED: ${failed.join('; ') || results.error || 'checks missing'}`);
       if (results.notifications.length) {
         console.error('notifications:', results.notifications);
