@@ -68,8 +68,8 @@ step "building the .vsix"
     fi
     npm run --silent lint
     # (vsce runs `npm run compile` first: tsc type-checks there.)
-    # No terminal and no --allow-missing-repository: packaging must not ask anything.
-    npx vsce package --out "$RUN/ctx-lsp.vsix" </dev/null >"$ARTIFACTS/vsce.log" 2>&1 || { cat "$ARTIFACTS/vsce.log" >&2; exit 1; }
+    # No terminal: packaging must not ask anything (the project names no repository address).
+    npx vsce package --allow-missing-repository --out "$RUN/ctx-lsp.vsix" </dev/null >"$ARTIFACTS/vsce.log" 2>&1 || { cat "$ARTIFACTS/vsce.log" >&2; exit 1; }
 )
 
 # 2. An isolated home for code-server, and a workspace: a git repo with a staged change.
