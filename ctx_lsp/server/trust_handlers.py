@@ -47,7 +47,7 @@ def offer_trust(ls: CtxServer) -> None:
 
 
 async def _ask(ls: CtxServer, held: HeldBack) -> None:
-    log.warning("held back until trusted: %s: %s", held.root, held.describe())
+    log.warning("held back until trusted: %s: %s", held.root, ", ".join(held.keys) or "templates")
     try:
         answer = await ls.window_show_message_request_async(
             types.ShowMessageRequestParams(
