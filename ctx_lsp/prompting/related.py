@@ -1,0 +1,398 @@
+"""Related code by the structure of the current file: what it imports, what the cursor is
+typing or using, the class it is in; found in open documents and in the workspace index.
+
+:func:`related` picks definitions in named steps, each with a score and a reason:
+
+==================================================  =====
+the name being typed (``parse_b|``, ``util.Reg|``)   50
+an imported name or module attribute near the cursor 40-30
+a base class of the class the cursor is in           36
+a name the file imports (more uses: higher)          24-26
+an attribute of an imported module (``util.Reg()``)  23-25
+a name of a wildcard import used in the file         22
+a name near the cursor defined elsewhere (lexical)   10-16
+other definitions of the modules the file imports    12
+==================================================  =====
+
+(+1 for a recently edited file.) The best few strong picks go into the prompt whole
+(:data:`BODY_PICKS`, capped at :data:`BODY_CHARS`); the others as compact signatures with their
+docstring line, one section per file. :func:`ctx_lsp.prompting.relevance.rank`'s snippets of
+the open documents follow where they add something. An open document's live text always wins
+over the index's copy of the same file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ctx_lsp.prompting.families import family, language
+from ctx_lsp.prompting.identifiers import identifiers_near, typed_at
+from ctx_lsp.prompting.imports import Bindings, bindings, module_matches
+from ctx_lsp.prompting.index.symbols import Symbol
+from ctx_lsp.prompting.index.workspace import WorkspaceIndex, index_text
+from ctx_lsp.prompting.relevance import Snippet, definitions, rank
+from ctx_lsp.text.opendoc import OpenDoc
+from ctx_lsp.text.redact import redact
+from ctx_lsp.text.textkey import LruMemo, text_key
+
+#: Strong picks shown whole, at most this many characters each.
+BODY_PICKS = 2
+BODY_CHARS = 900
+BODY_MIN_SCORE = 36.0
+#: Signatures per file section; methods shown under a picked class.
+GROUP_MAX = 12
+MEMBERS = 3
+#: Picks kept in all.
+MAX_PICKS = 60
+#: Characters around the cursor in which uses of imported names are counted.
+USE_WINDOW = 20_000
+
+_SYMBOLS: LruMemo[tuple[tuple[Symbol, ...], tuple[str, ...]]] = LruMemo(512)
+_BINDINGS: LruMemo[Bindings] = LruMemo(64)
+_CLASS_LINE = re.compile(
+    r"^([ \t]*)(?:export[ \t]+)?(?:abstract[ \t]+)?(?:class|struct|impl)[ \t]+([\w$]+)", re.M
+)
+
+
+@dataclass(frozen=True)
+class Pick:
+    path: str
+    symbol: Symbol
+    score: float
+    why: str
+
+
+class _Sources:
+    """Symbols by path and by name: open documents first, then the index."""
+
+    def __init__(
+        self, docs: Sequence[OpenDoc], index: WorkspaceIndex | None, allowed: Callable[[str], bool]
+    ) -> None:
+        self.docs = {d.path: d for d in docs}
+        self.index = index
+        self.allowed = allowed
+
+    def symbols(self, path: str) -> tuple[Symbol, ...]:
+        doc = self.docs.get(path)
+        if doc is not None:
+            return doc_symbols(doc)[0]
+        entry = self.index.entry(path) if self.index is not None else None
+        return entry.symbols if entry is not None else ()
+
+    def implementing(self, module: str) -> list[str]:
+        found = [p for p in self.docs if module_matches(p, module)]
+        if self.index is not None:
+            found += [p for p in self.index.implementing(module) if p not in self.docs]
+        return [p for p in found if self.allowed(p)]
+
+    def defining(self, name: str) -> list[tuple[str, Symbol]]:
+        out = [(p, s) for p, d in self.docs.items() for s in doc_symbols(d)[0] if s.name == name]
+        if self.index is not None:
+            out += [(p, s) for p, s in self.index.defining(name) if p not in self.docs]
+        return [(p, s) for p, s in out if self.allowed(p)]
+
+    def with_prefix(self, prefix: str) -> list[str]:
+        names = set(self.index.with_prefix(prefix)) if self.index is not None else set()
+        for d in self.docs.values():
+            names.update(s.name for s in doc_symbols(d)[0] if s.name.startswith(prefix))
+        return sorted(names, key=lambda n: (len(n), n))[:50]
+
+    def body(self, path: str, s: Symbol) -> str:
+        doc = self.docs.get(path)
+        if doc is not None:
+            text = doc.text
+        elif self.index is not None:
+            try:  # a few KB of the best pick or two, on the builder thread
+                with open(Path(self.index.root) / path, encoding="utf-8", errors="replace") as fh:
+                    text = fh.read(2_000_000)
+            except OSError:
+                return ""
+        else:
+            return ""
+        lines = text.split("\n")[s.line : s.end_line + 1]
+        body, size = [], 0
+        for ln in lines:
+            size += len(ln) + 1
+            if size > BODY_CHARS and body:
+                body.append("    …")
+                break
+            body.append(ln)
+        return redact("\n".join(body))
+
+
+def doc_symbols(doc: OpenDoc) -> tuple[tuple[Symbol, ...], tuple[str, ...]]:
+    """An open document's definitions and imports, parsed as the index would, cached by text."""
+    key = (doc.path, text_key(doc.text))
+    hit = _SYMBOLS.get(key)
+    if hit is None:
+        hit = index_text(doc.path, doc.text, doc.language_id)
+        _SYMBOLS.put(key, hit)
+    return hit
+
+
+def _bindings(doc: OpenDoc) -> Bindings:
+    key = (doc.path, text_key(doc.text))
+    hit = _BINDINGS.get(key)
+    if hit is None:
+        hit = bindings(doc, family(language(doc)))
+        _BINDINGS.put(key, hit)
+    return hit
+
+
+# --------------------------------------------------------------------------------------------
+# The steps
+
+
+class _Picker:
+    def __init__(self, current: OpenDoc, cursor: int, src: _Sources, recent: set[str]) -> None:
+        self.current = current
+        self.cursor = cursor
+        self.src = src
+        self.recent = recent
+        self.b = _bindings(current)
+        self.own = set(definitions(current))  # regex blocks: cheap on every keystroke
+        self.picks: dict[tuple[str, str, int], Pick] = {}
+        lo = max(0, cursor - USE_WINDOW // 2)
+        self.window = current.text[lo : cursor + USE_WINDOW // 2]
+
+    def add(self, path: str, s: Symbol, score: float, why: str) -> None:
+        if path == self.current.path:
+            return
+        if path in self.recent:
+            score += 1.0
+        key = (path, s.name, s.line)
+        old = self.picks.get(key)
+        if old is None or old.score < score:
+            self.picks[key] = Pick(path, s, score, why)
+
+    def resolve(self, module: str, name: str) -> list[tuple[str, Symbol]]:
+        """Where ``name`` of ``module`` is defined: the module's files first, else (re-exports,
+        unresolvable paths) wherever the workspace defines it at top level, if unambiguous."""
+        found: list[tuple[str, Symbol]] = []
+        for path in self.src.implementing(module) if module else []:
+            syms = self.src.symbols(path)
+            hits = [s for s in syms if s.name == name and not s.parent]
+            if not hits and name == "default":
+                hits = [s for s in syms if s.signature.startswith("export default")][:1]
+            found += [(path, s) for s in hits]
+        if not found and name != "default":
+            top = [(p, s) for p, s in self.src.defining(name) if not s.parent]
+            if 0 < len(top) <= 2:
+                found = top
+        return found
+
+    def members(self, module: str) -> list[tuple[str, Symbol]]:
+        return [
+            (p, s)
+            for p in self.src.implementing(module)
+            for s in self.src.symbols(p)
+            if not s.parent
+        ]
+
+    # 1. the name being typed
+    def typed(self) -> None:
+        qualifier, partial = typed_at(self.current.text, self.cursor)
+        if qualifier in self.b.modules:
+            for path, s in self.members(self.b.modules[qualifier]):
+                if s.name.startswith(partial):
+                    self.add(path, s, 50.0 - 0.01 * len(s.name), f"typed {qualifier}.{partial}")
+            return
+        if qualifier or len(partial) < 2:
+            return
+        for local, (module, name) in self.b.names.items():
+            if local.startswith(partial):
+                for path, s in self.resolve(module, name):
+                    self.add(path, s, 50.0, f"typed {partial}, imported")
+        for name in self.src.with_prefix(partial)[:8]:
+            for path, s in self.src.defining(name)[:3]:
+                if not s.parent:
+                    self.add(path, s, 44.0 - 0.01 * len(name), f"typed {partial}")
+
+    # 2. imported names and module attributes near the cursor
+    def near(self, idents: list[str]) -> None:
+        for i, ident in enumerate(idents[:40]):
+            score = max(30.0, 40.0 - 0.3 * i)
+            if ident in self.b.names:
+                module, name = self.b.names[ident]
+                for path, s in self.resolve(module, name):
+                    self.add(path, s, score, "imported, used near the cursor")
+        lo = max(0, self.cursor - 1500)
+        near_text = self.current.text[lo : self.cursor + 600]
+        for alias, module in self.b.modules.items():
+            for m in re.finditer(rf"(?<![\w$.]){re.escape(alias)}\.([A-Za-z_$][\w$]*)", near_text):
+                for path, s in self.resolve(module, m.group(1)):
+                    self.add(path, s, 38.0, f"{alias}.{m.group(1)} used near the cursor")
+
+    # 3. the bases of the class the cursor is in
+    def bases(self) -> None:
+        enclosing = None
+        for m in _CLASS_LINE.finditer(self.current.text, 0, self.cursor):
+            enclosing = m.group(2)
+        for base in self.b.bases.get(enclosing or "", ()):
+            module, name = self.b.names.get(base, ("", base))
+            for path, s in self.resolve(module, name):
+                self.add(path, s, 36.0, f"base of {enclosing}")
+
+    # 4. every name the file imports; 5. attributes of imported modules; 6. wildcards
+    def imported(self) -> None:
+        for local, (module, name) in self.b.names.items():
+            uses = min(5, len(re.findall(rf"(?<![\w$]){re.escape(local)}(?![\w$])", self.window)))
+            for path, s in self.resolve(module, name):
+                self.add(path, s, 24.0 + 0.4 * uses, f"imported ({local})")
+        for alias, module in self.b.modules.items():
+            attrs: dict[str, int] = {}
+            for m in re.finditer(
+                rf"(?<![\w$.]){re.escape(alias)}\.([A-Za-z_$][\w$]*)", self.window
+            ):
+                attrs[m.group(1)] = attrs.get(m.group(1), 0) + 1
+            for attr, n in attrs.items():
+                for path, s in self.resolve(module, attr):
+                    self.add(path, s, 23.0 + 0.4 * min(5, n), f"{alias}.{attr} used in the file")
+        for module in self.b.wildcards:
+            for path, s in self.members(module):
+                if s.name in self.window:
+                    self.add(path, s, 22.0, f"from the wildcard import of {module}")
+
+    # 7. names near the cursor defined elsewhere
+    def lexical(self, idents: list[str]) -> None:
+        for i, ident in enumerate(idents[:30]):
+            if ident in self.b.names or ident in self.own:
+                continue
+            found = [(p, s) for p, s in self.src.defining(ident) if not s.parent][:4]
+            for path, s in found:
+                self.add(
+                    path,
+                    s,
+                    10.0 + 6.0 / (1 + 0.25 * i) / len(found),
+                    f"{ident} used near the cursor",
+                )
+
+    # 8. the rest of the modules the file imports
+    def module_members(self) -> None:
+        modules = dict.fromkeys([*self.b.modules.values(), *(m for m, _ in self.b.names.values())])
+        n = 0
+        for module in modules:
+            for path, s in self.members(module):
+                if s.kind not in ("variable", "const") or s.name.isupper():
+                    self.add(path, s, 12.0 - 0.001 * n, f"defined in imported {module}")
+                    n += 1
+                if n > 40:
+                    return
+
+
+def structural_picks(
+    current: OpenDoc,
+    cursor: int,
+    others: Sequence[OpenDoc],
+    index: WorkspaceIndex | None = None,
+    allowed: Callable[[str], bool] | None = None,
+) -> list[Pick]:
+    """The definitions the structure of ``current`` points at, best first."""
+    docs = [d for d in others if d.uri != current.uri and d.text]
+    src = _Sources(docs, index, allowed or (lambda _p: True))
+    recent = set(index.recent(5)) if index is not None else set()
+    recent |= {d.path for d in sorted(docs, key=lambda d: d.modified, reverse=True)[:3]}
+    p = _Picker(current, cursor, src, recent)
+    idents = identifiers_near(current.text, cursor)
+    p.typed()
+    p.near(idents)
+    p.bases()
+    p.imported()
+    p.lexical(idents)
+    p.module_members()
+    picks = sorted(p.picks.values(), key=lambda k: (-k.score, k.path, k.symbol.line))
+    return picks[:MAX_PICKS]
+
+
+# --------------------------------------------------------------------------------------------
+# Snippets
+
+
+def _pick_line(p: Pick, shown: str) -> str:
+    return f"{p.path}:{p.symbol.line + 1} {p.symbol.kind} {p.symbol.name} ({shown}): {p.why}"
+
+
+def _signature_lines(s: Symbol, python: bool, indent: str = "") -> list[str]:
+    lines = [indent + s.signature]
+    if s.doc:
+        lines.append(f'{indent}    """{s.doc}"""' if python else f"{indent}    // {s.doc}")
+    return lines
+
+
+def _snippets(picks: list[Pick], src: _Sources) -> list[Snippet]:
+    out: list[Snippet] = []
+    bodies = 0
+    groups: dict[str, list[Pick]] = {}
+    for p in picks:
+        if bodies < BODY_PICKS and p.score >= BODY_MIN_SCORE:
+            body = src.body(p.path, p.symbol)
+            if body:
+                bodies += 1
+                reason = f"{p.symbol.kind} {p.symbol.name}: {p.why}"
+                out.append(
+                    Snippet(p.path, body, round(p.score, 4), reason, (_pick_line(p, "whole"),))
+                )
+                continue
+        group = groups.setdefault(p.path, [])
+        if len(group) < GROUP_MAX:
+            group.append(p)
+    for path, group in groups.items():
+        python = path.endswith((".py", ".pyi"))
+        lines: list[str] = []
+        for p in group:
+            indent = "    " if p.symbol.parent else ""
+            if p.symbol.parent:
+                lines.append(f"class {p.symbol.parent}:" if python else f"// in {p.symbol.parent}")
+            lines += _signature_lines(p.symbol, python, indent)
+            if p.symbol.kind in ("class", "struct", "interface", "trait") and p.score >= 22:
+                members = [s for s in src.symbols(path) if s.parent == p.symbol.name]
+                members.sort(
+                    key=lambda s: (s.name.startswith("_") and s.name != "__init__", s.line)
+                )
+                for s in members[:MEMBERS]:
+                    lines.append("    " + s.signature)
+        names = ", ".join(p.symbol.name for p in group[:4]) + (", …" if len(group) > 4 else "")
+        out.append(
+            Snippet(
+                path,
+                redact("\n".join(lines)),
+                round(group[0].score, 4),
+                f"signatures: {names}",
+                tuple(_pick_line(p, "signature") for p in group),
+            )
+        )
+    return out
+
+
+def related(
+    current: OpenDoc,
+    cursor: int,
+    others: Sequence[OpenDoc],
+    index: WorkspaceIndex | None = None,
+    allowed: Callable[[str], bool] | None = None,
+    now: float | None = None,
+    limit: int = 24,
+) -> list[Snippet]:
+    """Related code for ``cursor`` in ``current``, best first: the structural picks (bodies of
+    the best few, signatures of the rest), then :func:`rank`'s snippets of open documents that
+    do not repeat a pick. ``others`` are the open documents (masked); ``allowed`` tells whether
+    an indexed path may still enter the context."""
+    docs = [d for d in others if d.uri != current.uri and d.text]
+    src = _Sources(docs, index, allowed or (lambda _p: True))
+    picks = structural_picks(current, cursor, docs, index, allowed)
+    snippets = _snippets(picks, src)
+    strong = {(p.path, p.symbol.name) for p in picks if p.score >= 22}
+    for s in rank(current, cursor, docs, now):
+        name = (
+            s.reason.removeprefix("defines ").split(" ", 1)[0]
+            if s.reason.startswith("defines ")
+            else ""
+        )
+        if name and (s.path, name) in strong:
+            continue
+        snippets.append(Snippet(s.path, s.text, s.score, s.reason, (f"{s.path} ({s.reason})",)))
+    snippets.sort(key=lambda s: -s.score)
+    return snippets[:limit]
