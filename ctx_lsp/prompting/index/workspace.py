@@ -154,6 +154,22 @@ class WorkspaceIndex:
             entries = sorted(self._files.values(), key=lambda e: e.mtime_ns, reverse=True)
         return [e.path for e in entries[:n]]
 
+    def summary(self) -> dict[str, Any]:
+        """State for the user: ready, files, and of the last build how many were loaded from
+        `.ctx/index/` and how many parsed."""
+        return {
+            "ready": self.ready,
+            "files": len(self._files),
+            "loaded": int(self.stats.get("loaded", 0)),
+            "parsed": int(self.stats.get("parsed", 0)),
+        }
+
+    def summary_text(self) -> str:
+        s = self.summary()
+        if not s["ready"]:
+            return "being built"
+        return f"{s['files']} files ({s['loaded']} from .ctx/index/, {s['parsed']} parsed)"
+
     # -- changes ------------------------------------------------------------------------------
     def _put(self, entry: FileEntry | None, rel: str) -> None:
         """Replace ``rel``'s entry (None removes it); the lock is held."""
@@ -273,7 +289,7 @@ class WorkspaceIndex:
             if self.update(rel):
                 changed += 1
                 parsed += 1
-        self.stats["parsed"] = parsed
+        self.stats["parsed"] = self.stats.get("parsed", 0) + parsed
         if changed:
             self.save()
         return changed
