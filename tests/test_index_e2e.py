@@ -33,17 +33,18 @@ HIDDEN = '''def leak_token(seed: int) -> str:
     """Never to be shown."""
     return "x" * seed
 '''
-APP = """from .util import parse_bool
-from .hidden import leak_token
-from . import util
-
-
-def main(args):
-    reg = util.Registry()
-    flag = 
-
-    return flag
-"""
+APP = (
+    "from .util import parse_bool\n"
+    "from .hidden import leak_token\n"
+    "from . import util\n"
+    "\n"
+    "\n"
+    "def main(args):\n"
+    "    reg = util.Registry()\n"
+    "    flag = \n"
+    "\n"
+    "    return flag\n"
+)
 CURSOR = (7, 11)  # after "flag = "
 
 
@@ -177,7 +178,9 @@ async def test_a_restart_reuses_the_persisted_index(lsp, project: Path, fake_ope
     assert (again["files"], again["loaded"], again["parsed"]) == (4, 4, 0)
     await client.shutdown_session()
 
-    (project / "pkg" / "util.py").write_text(UTIL + "\n\ndef parse_int(text: str) -> int:\n    return 0\n")
+    (project / "pkg" / "util.py").write_text(
+        UTIL + "\n\ndef parse_int(text: str) -> int:\n    return 0\n"
+    )
     client = await _start(lsp, project, fake_openai)
     third = await _index_state(client)
     assert (third["loaded"], third["parsed"]) == (4, 1)  # only the edited file parsed again

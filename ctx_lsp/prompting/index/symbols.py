@@ -383,7 +383,11 @@ _WS = re.compile(r"[ \t]*\n[ \t]*")
 def one_line(head: str) -> str:
     """A header on one line: lines stripped and joined (no space after an opening bracket or
     before a closing one), a trailing ``{`` dropped, capped at :data:`MAX_SIGNATURE`."""
-    parts = [p for p in _WS.split(head.strip()) if p]
+    head = head.strip()
+    if "\n" not in head:  # the common case
+        out = head.removesuffix("{").rstrip()
+        return out if len(out) <= MAX_SIGNATURE else out[: MAX_SIGNATURE - 1] + "…"
+    parts = [p for p in _WS.split(head) if p]
     out = ""
     for p in parts:
         if out and not out.endswith(("(", "[", "<")) and not p.startswith((")", "]", ">")):
