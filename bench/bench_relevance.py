@@ -216,7 +216,7 @@ def cases_for(c: Corpus, files: dict[str, str]) -> list[Case]:
     picked: list[Case] = []
     per_file: dict[str, int] = {}
     for case in found:  # spread over the calling files, each definition once per file
-        if per_file.get(case.path, 0) >= 6 or any(
+        if per_file.get(case.path, 0) >= 8 or any(
             x.path == case.path and x.name == case.name for x in picked
         ):
             continue

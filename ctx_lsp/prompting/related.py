@@ -46,7 +46,9 @@ BODY_MIN_SCORE = 36.0
 GROUP_MAX = 12
 MEMBERS = 3
 #: Picks kept in all.
-MAX_PICKS = 60
+MAX_PICKS = 120
+#: Picks scored below this show their signature only (no docstring line): more of them fit.
+DOC_MIN_SCORE = 20.0
 #: Characters around the cursor in which uses of imported names are counted.
 USE_WINDOW = 20_000
 
@@ -279,7 +281,7 @@ class _Picker:
                 if s.kind not in ("variable", "const") or s.name.isupper():
                     self.add(path, s, 12.0 - 0.001 * n, f"defined in imported {module}")
                     n += 1
-                if n > 40:
+                if n > 80:
                     return
 
 
@@ -315,9 +317,9 @@ def _pick_line(p: Pick, shown: str) -> str:
     return f"{p.path}:{p.symbol.line + 1} {p.symbol.kind} {p.symbol.name} ({shown}): {p.why}"
 
 
-def _signature_lines(s: Symbol, python: bool, indent: str = "") -> list[str]:
+def _signature_lines(s: Symbol, python: bool, indent: str = "", doc: bool = True) -> list[str]:
     lines = [indent + s.signature]
-    if s.doc:
+    if s.doc and doc:
         lines.append(f'{indent}    """{s.doc}"""' if python else f"{indent}    // {s.doc}")
     return lines
 
@@ -325,7 +327,8 @@ def _signature_lines(s: Symbol, python: bool, indent: str = "") -> list[str]:
 def _snippets(picks: list[Pick], src: _Sources) -> list[Snippet]:
     out: list[Snippet] = []
     bodies = 0
-    groups: dict[str, list[Pick]] = {}
+    groups: list[list[Pick]] = []
+    open_group: dict[str, list[Pick]] = {}  # path → its group being filled
     for p in picks:
         if bodies < BODY_PICKS and p.score >= BODY_MIN_SCORE:
             body = src.body(p.path, p.symbol)
@@ -336,18 +339,21 @@ def _snippets(picks: list[Pick], src: _Sources) -> list[Snippet]:
                     Snippet(p.path, body, round(p.score, 4), reason, (_pick_line(p, "whole"),))
                 )
                 continue
-        group = groups.setdefault(p.path, [])
-        if len(group) < GROUP_MAX:
-            group.append(p)
-    for path, group in groups.items():
+        group = open_group.get(p.path)
+        if group is None or len(group) >= GROUP_MAX:  # a full section: the next one follows
+            group = open_group[p.path] = []
+            groups.append(group)
+        group.append(p)
+    for group in groups:
+        path = group[0].path
         python = path.endswith((".py", ".pyi"))
         lines: list[str] = []
         for p in group:
             indent = "    " if p.symbol.parent else ""
             if p.symbol.parent:
                 lines.append(f"class {p.symbol.parent}:" if python else f"// in {p.symbol.parent}")
-            lines += _signature_lines(p.symbol, python, indent)
-            if p.symbol.kind in ("class", "struct", "interface", "trait") and p.score >= 22:
+            lines += _signature_lines(p.symbol, python, indent, p.score >= DOC_MIN_SCORE)
+            if p.symbol.kind in ("class", "struct", "interface", "trait") and p.score >= 30:
                 members = [s for s in src.symbols(path) if s.parent == p.symbol.name]
                 members.sort(
                     key=lambda s: (s.name.startswith("_") and s.name != "__init__", s.line)
@@ -384,7 +390,9 @@ def related(
     src = _Sources(docs, index, allowed or (lambda _p: True))
     picks = structural_picks(current, cursor, docs, index, allowed)
     snippets = _snippets(picks, src)
-    strong = {(p.path, p.symbol.name) for p in picks if p.score >= 22}
+    # a body from an open document repeats a pick's signature at the price of the room other
+    # picks need: the pick stands for it
+    strong = {(p.path, p.symbol.name) for p in picks}
     for s in rank(current, cursor, docs, now):
         name = (
             s.reason.removeprefix("defines ").split(" ", 1)[0]

@@ -13,6 +13,7 @@ import functools
 import importlib
 import logging
 import re
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -291,9 +292,8 @@ class _Walker:
             head = "\n".join(ln for ln in head.split("\n") if not ln.lstrip().startswith("#"))
         signature = one_line(head)
         doc = self.doc_of(start, body)
-        self.out.append(
-            Symbol(name, kind, signature, doc, start.start_point[0], node.end_point[0], parent)
-        )
+        line, end = start.start_point[0], node.end_point[0]
+        self.out.append(Symbol(sys.intern(name), kind, signature, doc, line, end, parent))
 
     def doc_of(self, start: Any, body: Any) -> str:
         if self.fam == "python" and body is not None and body.named_children:

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -68,10 +69,11 @@ def index_text(
 ) -> tuple[tuple[Symbol, ...], tuple[str, ...]]:
     """Definitions (signatures and doc lines masked) and imports of one file's text."""
     lang = language_of(path, language)
-    symbols = []
-    for s in extract(text, lang):
-        sig, doc = redact(s.signature), redact(s.doc) if s.doc else ""
-        symbols.append(s if sig is s.signature and doc is s.doc else _replace(s, sig, doc))
+    symbols = extract(text, lang)
+    # masked in one pass over all of them; one by one only when that pass found something
+    joined = "\n".join(f"{s.signature}\n{s.doc}" for s in symbols)
+    if redact(joined) is not joined:
+        symbols = [_replace(s, redact(s.signature), redact(s.doc)) for s in symbols]
     doc = OpenDoc("", path, lang, text, 0.0)
     return tuple(symbols), tuple(imports(doc, family(lang)))
 
@@ -92,7 +94,8 @@ class WorkspaceIndex:
         self.store = store
         self._lock = threading.Lock()
         self._files: dict[str, FileEntry] = {}
-        self._by_name: dict[str, list[tuple[str, Symbol]]] = {}
+        # name → the paths defining it (a tuple: most names have one, and tuples are small)
+        self._by_name: dict[str, tuple[str, ...]] = {}
         self._by_module: dict[str, set[str]] = {}
         self._by_prefix: dict[str, set[str]] = {}  # first two characters → names
         self._importers: dict[str, set[str]] = {}  # module name → files importing it
@@ -115,7 +118,8 @@ class WorkspaceIndex:
 
     def defining(self, name: str) -> list[tuple[str, Symbol]]:
         with self._lock:
-            return list(self._by_name.get(name, ()))
+            paths = self._by_name.get(name, ())
+            return [(p, s) for p in paths for s in self._files[p].symbols if s.name == name]
 
     def with_prefix(self, prefix: str, limit: int = 200) -> list[str]:
         """Names starting with ``prefix`` (at least two characters), shortest first."""
@@ -175,15 +179,15 @@ class WorkspaceIndex:
         """Replace ``rel``'s entry (None removes it); the lock is held."""
         old = self._files.pop(rel, None)
         if old is not None:
-            for s in old.symbols:
-                lst = self._by_name.get(s.name)
-                if lst is not None:
-                    lst[:] = [x for x in lst if x[0] != rel]
-                    if not lst:
-                        del self._by_name[s.name]
-                        bucket = self._by_prefix.get(s.name[:2])
-                        if bucket is not None:
-                            bucket.discard(s.name)
+            for name in {s.name for s in old.symbols}:
+                paths = tuple(p for p in self._by_name.get(name, ()) if p != rel)
+                if paths:
+                    self._by_name[name] = paths
+                else:
+                    self._by_name.pop(name, None)
+                    bucket = self._by_prefix.get(name[:2])
+                    if bucket is not None:
+                        bucket.discard(name)
             for m in old.imports:
                 self._importers.get(m.split("::", 1)[0].strip("/"), set()).discard(rel)
         if entry is None:
@@ -193,9 +197,9 @@ class WorkspaceIndex:
                     self._by_module.get(n, set()).discard(rel)
             return
         self._files[rel] = entry
-        for s in entry.symbols:
-            self._by_name.setdefault(s.name, []).append((rel, s))
-            self._by_prefix.setdefault(s.name[:2], set()).add(s.name)
+        for name in {s.name for s in entry.symbols}:
+            self._by_name[name] = (*self._by_name.get(name, ()), rel)
+            self._by_prefix.setdefault(name[:2], set()).add(name)
         for m in entry.imports:
             if "::" not in m:
                 self._importers.setdefault(m.strip("/"), set()).add(rel)
@@ -360,6 +364,14 @@ class WorkspaceIndex:
             self.generation += 1
         self.stats["loaded"] = n
         return n
+
+
+def _symbol(row: list[Any]) -> Symbol:
+    name, kind, signature, doc, line, end, parent = row
+    return Symbol(
+        sys.intern(str(name)), sys.intern(str(kind)), str(signature), str(doc), int(line),
+        int(end), sys.intern(str(parent)),
+    )  # fmt: skip
 
 
 def indexable(rel: str) -> bool:
