@@ -24,8 +24,9 @@ over the index's copy of the same file.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ctx_lsp.prompting.families import family, language
@@ -50,10 +51,10 @@ MAX_PICKS = 120
 #: Picks scored below this show their signature only (no docstring line): more of them fit.
 DOC_MIN_SCORE = 20.0
 #: Characters around the cursor in which uses of imported names are counted.
-USE_WINDOW = 20_000
+USE_WINDOW = 8_000
 
 _SYMBOLS: LruMemo[tuple[tuple[Symbol, ...], tuple[str, ...]]] = LruMemo(512)
-_BINDINGS: LruMemo[Bindings] = LruMemo(64)
+_USE_RE = re.compile(r"(?<![\w$.])([A-Za-z_$][\w$]*)(?:\.([A-Za-z_$][\w$]*))?")
 _CLASS_LINE = re.compile(
     r"^([ \t]*)(?:export[ \t]+)?(?:abstract[ \t]+)?(?:class|struct|impl)[ \t]+([\w$]+)", re.M
 )
@@ -67,6 +68,39 @@ class Pick:
     why: str
 
 
+@dataclass(frozen=True)
+class _OpenSymbols:
+    """The open documents' symbols by path, by name and by first two characters."""
+
+    by_path: dict[str, tuple[Symbol, ...]]
+    by_name: dict[str, list[tuple[str, Symbol]]]
+    by_prefix: dict[str, set[str]]
+    key: object
+    #: module → open documents implementing it, filled as asked
+    implementing: dict[str, list[str]] = field(default_factory=dict)
+
+
+_OPEN_MEMO: LruMemo[_OpenSymbols] = LruMemo(4)
+
+
+def _open_symbols(docs: Sequence[OpenDoc]) -> _OpenSymbols:
+    """Built once per set of open texts: typing in the current document leaves the others
+    as they are, so every keystroke's ranking finds them ready."""
+    key = tuple((d.path, text_key(d.text)) for d in docs)
+    hit = _OPEN_MEMO.get(key)
+    if hit is None:
+        by_path = {d.path: doc_symbols(d)[0] for d in docs}
+        by_name: dict[str, list[tuple[str, Symbol]]] = {}
+        by_prefix: dict[str, set[str]] = {}
+        for path, symbols in by_path.items():
+            for sym in symbols:
+                by_name.setdefault(sym.name, []).append((path, sym))
+                by_prefix.setdefault(sym.name[:2], set()).add(sym.name)
+        hit = _OpenSymbols(by_path, by_name, by_prefix, key)
+        _OPEN_MEMO.put(key, hit)
+    return hit
+
+
 class _Sources:
     """Symbols by path and by name: open documents first, then the index."""
 
@@ -74,32 +108,37 @@ class _Sources:
         self, docs: Sequence[OpenDoc], index: WorkspaceIndex | None, allowed: Callable[[str], bool]
     ) -> None:
         self.docs = {d.path: d for d in docs}
+        self.open = _open_symbols(docs)
         self.index = index
         self.allowed = allowed
 
     def symbols(self, path: str) -> tuple[Symbol, ...]:
-        doc = self.docs.get(path)
-        if doc is not None:
-            return doc_symbols(doc)[0]
+        symbols = self.open.by_path.get(path)
+        if symbols is not None:
+            return symbols
         entry = self.index.entry(path) if self.index is not None else None
         return entry.symbols if entry is not None else ()
 
     def implementing(self, module: str) -> list[str]:
-        found = [p for p in self.docs if module_matches(p, module)]
+        found = self.open.implementing.get(module)
+        if found is None:
+            found = self.open.implementing[module] = [
+                p for p in self.docs if module_matches(p, module)
+            ]
+        found = list(found)
         if self.index is not None:
             found += [p for p in self.index.implementing(module) if p not in self.docs]
         return [p for p in found if self.allowed(p)]
 
     def defining(self, name: str) -> list[tuple[str, Symbol]]:
-        out = [(p, s) for p, d in self.docs.items() for s in doc_symbols(d)[0] if s.name == name]
+        out = list(self.open.by_name.get(name, ()))
         if self.index is not None:
             out += [(p, s) for p, s in self.index.defining(name) if p not in self.docs]
         return [(p, s) for p, s in out if self.allowed(p)]
 
     def with_prefix(self, prefix: str) -> list[str]:
         names = set(self.index.with_prefix(prefix)) if self.index is not None else set()
-        for d in self.docs.values():
-            names.update(s.name for s in doc_symbols(d)[0] if s.name.startswith(prefix))
+        names.update(n for n in self.open.by_prefix.get(prefix[:2], ()) if n.startswith(prefix))
         return sorted(names, key=lambda n: (len(n), n))[:50]
 
     def body(self, path: str, s: Symbol) -> str:
@@ -135,30 +174,20 @@ def doc_symbols(doc: OpenDoc) -> tuple[tuple[Symbol, ...], tuple[str, ...]]:
     return hit
 
 
-def _bindings(doc: OpenDoc) -> Bindings:
-    key = (doc.path, text_key(doc.text))
-    hit = _BINDINGS.get(key)
-    if hit is None:
-        hit = bindings(doc, family(language(doc)))
-        _BINDINGS.put(key, hit)
-    return hit
-
-
 # --------------------------------------------------------------------------------------------
 # The steps
 
 
 class _Picker:
-    def __init__(self, current: OpenDoc, cursor: int, src: _Sources, recent: set[str]) -> None:
+    def __init__(
+        self, current: OpenDoc, cursor: int, src: _Sources, recent: set[str], b: Bindings
+    ) -> None:
         self.current = current
         self.cursor = cursor
         self.src = src
         self.recent = recent
-        self.b = _bindings(current)
-        self.own = set(definitions(current))  # regex blocks: cheap on every keystroke
+        self.b = b
         self.picks: dict[tuple[str, str, int], Pick] = {}
-        lo = max(0, cursor - USE_WINDOW // 2)
-        self.window = current.text[lo : cursor + USE_WINDOW // 2]
 
     def add(self, path: str, s: Symbol, score: float, why: str) -> None:
         if path == self.current.path:
@@ -214,13 +243,15 @@ class _Picker:
                     self.add(path, s, 44.0 - 0.01 * len(name), f"typed {partial}")
 
     # 2. imported names and module attributes near the cursor
-    def near(self, idents: list[str]) -> None:
+    def near(self, idents: list[str], attrs: bool = True) -> None:
         for i, ident in enumerate(idents[:40]):
             score = max(30.0, 40.0 - 0.3 * i)
             if ident in self.b.names:
                 module, name = self.b.names[ident]
                 for path, s in self.resolve(module, name):
                     self.add(path, s, score, "imported, used near the cursor")
+        if not attrs:
+            return
         lo = max(0, self.cursor - 1500)
         near_text = self.current.text[lo : self.cursor + 600]
         for alias, module in self.b.modules.items():
@@ -230,8 +261,11 @@ class _Picker:
 
     # 3. the bases of the class the cursor is in
     def bases(self) -> None:
+        if not self.b.bases:
+            return
         enclosing = None
-        for m in _CLASS_LINE.finditer(self.current.text, 0, self.cursor):
+        lo = max(0, self.cursor - 40_000)  # the class a cursor is in starts above it
+        for m in _CLASS_LINE.finditer(self.current.text, lo, self.cursor):
             enclosing = m.group(2)
         for base in self.b.bases.get(enclosing or "", ()):
             module, name = self.b.names.get(base, ("", base))
@@ -240,28 +274,32 @@ class _Picker:
 
     # 4. every name the file imports; 5. attributes of imported modules; 6. wildcards
     def imported(self) -> None:
+        lo = max(0, self.cursor - USE_WINDOW // 2)
+        window = self.current.text[lo : self.cursor + USE_WINDOW // 2]
+        # one pass over the window: uses of names, and of `alias.attr`
+        uses = Counter(name for name, _ in _USE_RE.findall(window))
+        attrs = Counter(
+            (name, attr)
+            for name, attr in _USE_RE.findall(window)
+            if attr and name in self.b.modules
+        )
         for local, (module, name) in self.b.names.items():
-            uses = min(5, len(re.findall(rf"(?<![\w$]){re.escape(local)}(?![\w$])", self.window)))
+            uses_n = min(5, uses.get(local, 0))
             for path, s in self.resolve(module, name):
-                self.add(path, s, 24.0 + 0.4 * uses, f"imported ({local})")
-        for alias, module in self.b.modules.items():
-            attrs: dict[str, int] = {}
-            for m in re.finditer(
-                rf"(?<![\w$.]){re.escape(alias)}\.([A-Za-z_$][\w$]*)", self.window
-            ):
-                attrs[m.group(1)] = attrs.get(m.group(1), 0) + 1
-            for attr, n in attrs.items():
-                for path, s in self.resolve(module, attr):
-                    self.add(path, s, 23.0 + 0.4 * min(5, n), f"{alias}.{attr} used in the file")
+                self.add(path, s, 24.0 + 0.4 * uses_n, f"imported ({local})")
+        for (alias, attr), n in attrs.items():
+            for path, s in self.resolve(self.b.modules[alias], attr):
+                self.add(path, s, 23.0 + 0.4 * min(5, n), f"{alias}.{attr} used in the file")
         for module in self.b.wildcards:
             for path, s in self.members(module):
-                if s.name in self.window:
+                if s.name in uses:
                     self.add(path, s, 22.0, f"from the wildcard import of {module}")
 
     # 7. names near the cursor defined elsewhere
     def lexical(self, idents: list[str]) -> None:
+        own = definitions(self.current)  # regex blocks: cheap, cached by text
         for i, ident in enumerate(idents[:30]):
-            if ident in self.b.names or ident in self.own:
+            if ident in self.b.names or ident in own:
                 continue
             found = [(p, s) for p, s in self.src.defining(ident) if not s.parent][:4]
             for path, s in found:
@@ -285,6 +323,9 @@ class _Picker:
                     return
 
 
+_AROUND_MEMO: LruMemo[tuple[Bindings, dict[tuple[str, str, int], Pick]]] = LruMemo(16)
+
+
 def structural_picks(
     current: OpenDoc,
     cursor: int,
@@ -292,19 +333,49 @@ def structural_picks(
     index: WorkspaceIndex | None = None,
     allowed: Callable[[str], bool] | None = None,
 ) -> list[Pick]:
-    """The definitions the structure of ``current`` points at, best first."""
+    """The definitions the structure of ``current`` points at, best first.
+
+    While the user types on one line, everything but that line stays the same: the picks
+    from the rest of the file (imports, names near the cursor, bases, the modules' other
+    definitions) are kept for it, and only the name being typed and the identifiers of the
+    cursor line are looked at again on each keystroke."""
     docs = [d for d in others if d.uri != current.uri and d.text]
     src = _Sources(docs, index, allowed or (lambda _p: True))
     recent = set(index.recent(5)) if index is not None else set()
     recent |= {d.path for d in sorted(docs, key=lambda d: d.modified, reverse=True)[:3]}
-    p = _Picker(current, cursor, src, recent)
-    idents = identifiers_near(current.text, cursor)
+    text = current.text
+    line_start = text.rfind("\n", 0, cursor) + 1
+    line_end = text.find("\n", cursor)
+    line_end = len(text) if line_end < 0 else line_end
+    before, after = text[:line_start], text[line_end:]
+    key = (
+        current.path,
+        len(before),
+        hash(before),
+        hash(after),
+        src.open.key,
+        index.generation if index is not None else -1,
+        frozenset(recent),
+    )
+    hit = _AROUND_MEMO.get(key)
+    if hit is None:
+        # the line being typed left out: its imports do not count yet
+        b = bindings(replace(current, text=before + after), family(language(current)))
+        p = _Picker(current, cursor, src, recent, b)
+        idents = identifiers_near(text, cursor)
+        p.near(idents)
+        p.bases()
+        p.imported()
+        p.lexical(idents)
+        p.module_members()
+        hit = (b, p.picks)
+        _AROUND_MEMO.put(key, hit)
+    b, around = hit
+    p = _Picker(current, cursor, src, recent, b)
+    p.picks = dict(around)
     p.typed()
-    p.near(idents)
-    p.bases()
-    p.imported()
-    p.lexical(idents)
-    p.module_members()
+    line_idents = identifiers_near(text[line_start:line_end], cursor - line_start, 0)
+    p.near(line_idents, attrs=False)
     picks = sorted(p.picks.values(), key=lambda k: (-k.score, k.path, k.symbol.line))
     return picks[:MAX_PICKS]
 
@@ -324,7 +395,21 @@ def _signature_lines(s: Symbol, python: bool, indent: str = "", doc: bool = True
     return lines
 
 
+_SNIPPETS: LruMemo[list[Snippet]] = LruMemo(16)
+
+
 def _snippets(picks: list[Pick], src: _Sources) -> list[Snippet]:
+    """Memoized: the same picks (the cursor moved within a line) make the same snippets."""
+    generation = src.index.generation if src.index is not None else -1
+    key = (tuple((p.path, p.symbol, p.score, p.why) for p in picks), src.open.key, generation)
+    hit = _SNIPPETS.get(key)
+    if hit is None:
+        hit = _make_snippets(picks, src)
+        _SNIPPETS.put(key, hit)
+    return list(hit)
+
+
+def _make_snippets(picks: list[Pick], src: _Sources) -> list[Snippet]:
     out: list[Snippet] = []
     bodies = 0
     groups: list[list[Pick]] = []
