@@ -95,13 +95,10 @@ _TAIL_RE = re.compile(
 def typed_at(text: str, offset: int) -> tuple[str, str]:
     """(qualifier, partial name) being typed just before ``offset``: ``util.Regis|`` gives
     ``("util", "Regis")``, ``parse_b|`` gives ``("", "parse_b")``, ``util.|`` ``("util", "")``.
-    Keywords are not names being typed."""
+    A keyword may be the start of a name (``get|`` → ``get_lexer``): the caller decides."""
     start = max(0, offset - 200)
     line_start = text.rfind("\n", start, offset) + 1
     m = _TAIL_RE.search(text, max(start, line_start), offset)
     if m is None:
         return "", ""
-    qualifier, partial = m.group(1) or "", m.group(2) or ""
-    if partial in KEYWORDS and not qualifier:
-        partial = ""
-    return qualifier, partial
+    return m.group(1) or "", m.group(2) or ""

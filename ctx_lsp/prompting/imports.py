@@ -166,6 +166,7 @@ class Bindings:
 
 
 _ALIAS = re.compile(r"([\w$]+)(?:\s+as\s+([\w$]+))?")
+_DOTTED_ALIAS = re.compile(r"([\w.]+)\s+as\s+(\w+)")
 _JS_BINDING = re.compile(
     r"""^[ \t]*(?:import|export)[ \t]+(?:type[ \t]+)?([^'";]*?)[ \t]*from[ \t]*['"]([^'"\n]+)['"]"""
     r"""|^[ \t]*(?:const|let|var)[ \t]+([^=;\n]+?)[ \t]*=[ \t]*require\(\s*['"]([^'"\n]+)['"]""",
@@ -240,7 +241,7 @@ def bindings(doc: OpenDoc, fam: str) -> Bindings:
                 out.modules.setdefault(local, posixpath.join(mod_path, name) if mod_path else name)
         for m in _PY_IMPORT.finditer(text):
             for part in m.group(1).split(","):
-                a = _ALIAS.fullmatch(part.strip()) if " as " in part else None
+                a = _DOTTED_ALIAS.fullmatch(part.strip()) if " as " in part else None
                 mod = part.strip().split(" ")[0]
                 if mod:
                     out.modules[a.group(2) if a else mod] = mod.replace(".", "/")

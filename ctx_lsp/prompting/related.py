@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ctx_lsp.prompting.families import family, language
-from ctx_lsp.prompting.identifiers import identifiers_near, typed_at
+from ctx_lsp.prompting.identifiers import KEYWORDS, identifiers_near, typed_at
 from ctx_lsp.prompting.imports import Bindings, bindings, module_matches
 from ctx_lsp.prompting.index.symbols import Symbol
 from ctx_lsp.prompting.index.workspace import WorkspaceIndex, index_text
@@ -237,6 +237,8 @@ class _Picker:
             if local.startswith(partial):
                 for path, s in self.resolve(module, name):
                     self.add(path, s, 50.0, f"typed {partial}, imported")
+        if partial in KEYWORDS:  # `for|`, `get|`: more likely the word itself than a name
+            return
         for name in self.src.with_prefix(partial)[:8]:
             for path, s in self.src.defining(name)[:3]:
                 if not s.parent:
@@ -376,7 +378,9 @@ def structural_picks(
     p.typed()
     line_idents = identifiers_near(text[line_start:line_end], cursor - line_start, 0)
     p.near(line_idents, attrs=False)
-    picks = sorted(p.picks.values(), key=lambda k: (-k.score, k.path, k.symbol.line))
+    # kept picks were allowed when made: an ignore rule may be newer than that
+    picks = [k for k in p.picks.values() if src.allowed(k.path)]
+    picks.sort(key=lambda k: (-k.score, k.path, k.symbol.line))
     return picks[:MAX_PICKS]
 
 
