@@ -87,18 +87,39 @@ def identifiers_near(text: str, offset: int, window_lines: int = 30) -> list[str
     return out
 
 
-_TAIL_RE = re.compile(
-    r"(?:([A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*)(?:\.|::|->))?([A-Za-z_$][\w$]*)?$"
-)
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$")
+
+
+def _name_before(text: str, end: int, floor: int) -> int:
+    """Start of the identifier characters ending at ``end``."""
+    start = end
+    while start > floor and text[start - 1] in _NAME_CHARS:
+        start -= 1
+    return start
 
 
 def typed_at(text: str, offset: int) -> tuple[str, str]:
     """(qualifier, partial name) being typed just before ``offset``: ``util.Regis|`` gives
     ``("util", "Regis")``, ``parse_b|`` gives ``("", "parse_b")``, ``util.|`` ``("util", "")``.
     A keyword may be the start of a name (``get|`` → ``get_lexer``): the caller decides."""
-    start = max(0, offset - 200)
-    line_start = text.rfind("\n", start, offset) + 1
-    m = _TAIL_RE.search(text, max(start, line_start), offset)
-    if m is None:
+    floor = max(text.rfind("\n", 0, offset) + 1, offset - 200)
+    start = _name_before(text, offset, floor)
+    partial = text[start:offset]
+    if partial[:1].isdigit():
         return "", ""
-    return m.group(1) or "", m.group(2) or ""
+    qualifier_end = start
+    for sep in (".", "::", "->"):
+        if text.endswith(sep, floor, start):
+            qualifier_end = start - len(sep)
+            break
+    if qualifier_end == start:
+        return "", partial
+    q_start = qualifier_end
+    while True:  # a dotted chain: `a.b.c.`
+        q_start = _name_before(text, q_start, floor)
+        if q_start > floor and text[q_start - 1] == "." and q_start - 1 > floor:
+            q_start -= 1
+            continue
+        break
+    qualifier = text[q_start:qualifier_end].lstrip(".")
+    return (qualifier, partial) if qualifier else ("", partial)

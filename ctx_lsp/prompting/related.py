@@ -24,9 +24,10 @@ over the index's copy of the same file.
 from __future__ import annotations
 
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from ctx_lsp.prompting.families import family, language
@@ -36,7 +37,7 @@ from ctx_lsp.prompting.index.symbols import Symbol
 from ctx_lsp.prompting.index.workspace import WorkspaceIndex, index_text
 from ctx_lsp.prompting.relevance import Snippet, definitions, rank
 from ctx_lsp.text.opendoc import OpenDoc
-from ctx_lsp.text.redact import redact
+from ctx_lsp.text.redact import mask_registered, redact
 from ctx_lsp.text.textkey import LruMemo, text_key
 
 #: Strong picks shown whole, at most this many characters each.
@@ -68,100 +69,152 @@ class Pick:
     why: str
 
 
-@dataclass(frozen=True)
-class _OpenSymbols:
-    """The open documents' symbols by path, by name and by first two characters."""
+class _Overlay:
+    """The open documents' symbols by path and by name, brought up to date on each ranking
+    with only the documents whose text changed: requests move from one document to another
+    and the user types in one of them, the others stay parsed."""
 
-    by_path: dict[str, tuple[Symbol, ...]]
-    by_name: dict[str, list[tuple[str, Symbol]]]
-    by_prefix: dict[str, set[str]]
-    key: object
-    #: module → open documents implementing it, filled as asked
-    implementing: dict[str, list[str]] = field(default_factory=dict)
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.keys: dict[str, object] = {}  # path → text key of what was parsed
+        self.by_path: dict[str, tuple[Symbol, ...]] = {}
+        self.by_name: dict[str, dict[str, list[Symbol]]] = {}
+        self.by_prefix: dict[str, set[str]] = {}
+        self.implementing: dict[str, list[str]] = {}  # module → paths, until the paths change
+        self.generation = 0
+
+    def sync(self, docs: Sequence[OpenDoc], current: str) -> None:
+        """Parse what changed; drop what was closed. The current document is left as it
+        was: it changes on every keystroke and is never its own related code."""
+        with self.lock:
+            open_paths = {d.path for d in docs}
+            for d in docs:
+                key = text_key(d.text)
+                if self.keys.get(d.path) != key:
+                    self._set(d.path, doc_symbols(d)[0])
+                    self.keys[d.path] = key
+            for path in [p for p in self.keys if p not in open_paths and p != current]:
+                self._set(path, None)
+                del self.keys[path]
+
+    def _set(self, path: str, symbols: tuple[Symbol, ...] | None) -> None:
+        self.generation += 1
+        old = self.by_path.pop(path, ())
+        for sym in old:
+            paths = self.by_name.get(sym.name)
+            if paths is not None and paths.pop(path, None) is not None and not paths:
+                del self.by_name[sym.name]
+        if symbols is None:
+            self.implementing.clear()
+            return
+        if path not in self.keys:
+            self.implementing.clear()
+        self.by_path[path] = symbols
+        for sym in symbols:
+            self.by_name.setdefault(sym.name, {}).setdefault(path, []).append(sym)
+            self.by_prefix.setdefault(sym.name[:2], set()).add(sym.name)
 
 
-_OPEN_MEMO: LruMemo[_OpenSymbols] = LruMemo(4)
-
-
-def _open_symbols(docs: Sequence[OpenDoc]) -> _OpenSymbols:
-    """Built once per set of open texts: typing in the current document leaves the others
-    as they are, so every keystroke's ranking finds them ready."""
-    key = tuple((d.path, text_key(d.text)) for d in docs)
-    hit = _OPEN_MEMO.get(key)
-    if hit is None:
-        by_path = {d.path: doc_symbols(d)[0] for d in docs}
-        by_name: dict[str, list[tuple[str, Symbol]]] = {}
-        by_prefix: dict[str, set[str]] = {}
-        for path, symbols in by_path.items():
-            for sym in symbols:
-                by_name.setdefault(sym.name, []).append((path, sym))
-                by_prefix.setdefault(sym.name[:2], set()).add(sym.name)
-        hit = _OpenSymbols(by_path, by_name, by_prefix, key)
-        _OPEN_MEMO.put(key, hit)
-    return hit
+_OVERLAY = _Overlay()
 
 
 class _Sources:
     """Symbols by path and by name: open documents first, then the index."""
 
     def __init__(
-        self, docs: Sequence[OpenDoc], index: WorkspaceIndex | None, allowed: Callable[[str], bool]
+        self,
+        docs: Sequence[OpenDoc],
+        index: WorkspaceIndex | None,
+        allowed: Callable[[str], bool],
+        current: str = "",
     ) -> None:
         self.docs = {d.path: d for d in docs}
-        self.open = _open_symbols(docs)
+        _OVERLAY.sync(docs, current)
+        self.open = _OVERLAY
         self.index = index
         self.allowed = allowed
+        # answers within one ranking: the same modules and names are asked many times
+        self._implementing: dict[str, list[str]] = {}
+        self._defining: dict[str, list[tuple[str, Symbol]]] = {}
 
     def symbols(self, path: str) -> tuple[Symbol, ...]:
-        symbols = self.open.by_path.get(path)
-        if symbols is not None:
-            return symbols
+        if path in self.docs:
+            return self.open.by_path.get(path, ())
         entry = self.index.entry(path) if self.index is not None else None
         return entry.symbols if entry is not None else ()
 
     def implementing(self, module: str) -> list[str]:
-        found = self.open.implementing.get(module)
-        if found is None:
-            found = self.open.implementing[module] = [
-                p for p in self.docs if module_matches(p, module)
-            ]
-        found = list(found)
+        hit = self._implementing.get(module)
+        if hit is None:
+            hit = self._implementing[module] = self._find_implementing(module)
+        return hit
+
+    def _find_implementing(self, module: str) -> list[str]:
+        with self.open.lock:
+            found = self.open.implementing.get(module)
+            if found is None:
+                found = [p for p in self.open.by_path if module_matches(p, module)]
+                self.open.implementing[module] = found
+        found = [p for p in found if p in self.docs]
         if self.index is not None:
             found += [p for p in self.index.implementing(module) if p not in self.docs]
         return [p for p in found if self.allowed(p)]
 
     def defining(self, name: str) -> list[tuple[str, Symbol]]:
-        out = list(self.open.by_name.get(name, ()))
+        hit = self._defining.get(name)
+        if hit is None:
+            hit = self._defining[name] = self._find_defining(name)
+        return hit
+
+    def _find_defining(self, name: str) -> list[tuple[str, Symbol]]:
+        with self.open.lock:
+            found = self.open.by_name.get(name, {})
+            out = [(p, sym) for p, syms in found.items() if p in self.docs for sym in syms]
         if self.index is not None:
             out += [(p, s) for p, s in self.index.defining(name) if p not in self.docs]
         return [(p, s) for p, s in out if self.allowed(p)]
 
     def with_prefix(self, prefix: str) -> list[str]:
         names = set(self.index.with_prefix(prefix)) if self.index is not None else set()
-        names.update(n for n in self.open.by_prefix.get(prefix[:2], ()) if n.startswith(prefix))
+        with self.open.lock:
+            bucket = list(self.open.by_prefix.get(prefix[:2], ()))
+        names.update(n for n in bucket if n.startswith(prefix) and n in self.open.by_name)
         return sorted(names, key=lambda n: (len(n), n))[:50]
 
     def body(self, path: str, s: Symbol) -> str:
+        """The definition's lines, cut at :data:`BODY_CHARS`: from the open document (masked
+        by the view) or from disk (masked here)."""
         doc = self.docs.get(path)
         if doc is not None:
-            text = doc.text
-        elif self.index is not None:
-            try:  # a few KB of the best pick or two, on the builder thread
-                with open(Path(self.index.root) / path, encoding="utf-8", errors="replace") as fh:
-                    text = fh.read(2_000_000)
-            except OSError:
-                return ""
-        else:
+            return _lines(doc.text, s.line, s.end_line)
+        if self.index is None:
             return ""
-        lines = text.split("\n")[s.line : s.end_line + 1]
-        body, size = [], 0
-        for ln in lines:
-            size += len(ln) + 1
-            if size > BODY_CHARS and body:
-                body.append("    …")
-                break
-            body.append(ln)
-        return redact("\n".join(body))
+        try:  # a few KB of the best pick or two, on the builder thread
+            with open(Path(self.index.root) / path, encoding="utf-8", errors="replace") as fh:
+                text = fh.read(2_000_000)
+        except OSError:
+            return ""
+        return redact(_lines(text, s.line, s.end_line))
+
+
+_LINE_STARTS: LruMemo[list[int]] = LruMemo(64)
+
+
+def _lines(text: str, first: int, last: int) -> str:
+    """Lines ``first``..``last`` (0-based, inclusive) of ``text``, cut at :data:`BODY_CHARS`."""
+    key = text_key(text)
+    starts = _LINE_STARTS.get(key)
+    if starts is None:
+        starts = [0, *(m.end() for m in re.finditer("\n", text))]
+        _LINE_STARTS.put(key, starts)
+    if first >= len(starts):
+        return ""
+    start = starts[first]
+    end = starts[last + 1] - 1 if last + 1 < len(starts) else len(text)
+    if end - start <= BODY_CHARS:
+        return text[start:end]
+    cut = text.rfind("\n", start, start + BODY_CHARS)
+    return text[start : cut if cut > start else start + BODY_CHARS] + "\n    …"
 
 
 def doc_symbols(doc: OpenDoc) -> tuple[tuple[Symbol, ...], tuple[str, ...]]:
@@ -171,6 +224,18 @@ def doc_symbols(doc: OpenDoc) -> tuple[tuple[Symbol, ...], tuple[str, ...]]:
     if hit is None:
         hit = index_text(doc.path, doc.text, doc.language_id)
         _SYMBOLS.put(key, hit)
+    return hit
+
+
+_BINDINGS: LruMemo[Bindings] = LruMemo(128)
+
+
+def _bindings(doc: OpenDoc) -> Bindings:
+    key = (doc.path, text_key(doc.text))
+    hit = _BINDINGS.get(key)
+    if hit is None:
+        hit = bindings(doc, family(language(doc)))
+        _BINDINGS.put(key, hit)
     return hit
 
 
@@ -188,6 +253,7 @@ class _Picker:
         self.recent = recent
         self.b = b
         self.picks: dict[tuple[str, str, int], Pick] = {}
+        self._resolved: dict[tuple[str, str], list[tuple[str, Symbol]]] = {}
 
     def add(self, path: str, s: Symbol, score: float, why: str) -> None:
         if path == self.current.path:
@@ -202,15 +268,22 @@ class _Picker:
     def resolve(self, module: str, name: str) -> list[tuple[str, Symbol]]:
         """Where ``name`` of ``module`` is defined: the module's files first, else (re-exports,
         unresolvable paths) wherever the workspace defines it at top level, if unambiguous."""
-        found: list[tuple[str, Symbol]] = []
-        for path in self.src.implementing(module) if module else []:
-            syms = self.src.symbols(path)
-            hits = [s for s in syms if s.name == name and not s.parent]
-            if not hits and name == "default":
-                hits = [s for s in syms if s.signature.startswith("export default")][:1]
-            found += [(path, s) for s in hits]
+        key = (module, name)
+        hit = self._resolved.get(key)
+        if hit is None:
+            hit = self._resolved[key] = self._resolve(module, name)
+        return hit
+
+    def _resolve(self, module: str, name: str) -> list[tuple[str, Symbol]]:
+        paths = set(self.src.implementing(module)) if module else set()
+        everywhere = self.src.defining(name) if name != "default" else []
+        found = [(p, s) for p, s in everywhere if p in paths and not s.parent]
+        if not found and name == "default":
+            for path in sorted(paths):
+                syms = self.src.symbols(path)
+                found += [(path, s) for s in syms if s.signature.startswith("export default")][:1]
         if not found and name != "default":
-            top = [(p, s) for p, s in self.src.defining(name) if not s.parent]
+            top = [(p, s) for p, s in everywhere if not s.parent]
             if 0 < len(top) <= 2:
                 found = top
         return found
@@ -255,18 +328,17 @@ class _Picker:
         if not attrs:
             return
         lo = max(0, self.cursor - 1500)
-        near_text = self.current.text[lo : self.cursor + 600]
-        for alias, module in self.b.modules.items():
-            for m in re.finditer(rf"(?<![\w$.]){re.escape(alias)}\.([A-Za-z_$][\w$]*)", near_text):
-                for path, s in self.resolve(module, m.group(1)):
-                    self.add(path, s, 38.0, f"{alias}.{m.group(1)} used near the cursor")
+        for name, attr in _USE_RE.findall(self.current.text, lo, self.cursor + 600):
+            if attr and name in self.b.modules:
+                for path, s in self.resolve(self.b.modules[name], attr):
+                    self.add(path, s, 38.0, f"{name}.{attr} used near the cursor")
 
     # 3. the bases of the class the cursor is in
     def bases(self) -> None:
         if not self.b.bases:
             return
         enclosing = None
-        lo = max(0, self.cursor - 40_000)  # the class a cursor is in starts above it
+        lo = max(0, self.cursor - 12_000)  # the class a cursor is in starts above it
         for m in _CLASS_LINE.finditer(self.current.text, lo, self.cursor):
             enclosing = m.group(2)
         for base in self.b.bases.get(enclosing or "", ()):
@@ -275,20 +347,25 @@ class _Picker:
                 self.add(path, s, 36.0, f"base of {enclosing}")
 
     # 4. every name the file imports; 5. attributes of imported modules; 6. wildcards
-    def imported(self) -> None:
+    def imported(self, file_level: bool = True) -> None:
+        """With ``file_level``, every imported name at its base score; then (always) the
+        names and module attributes used around the cursor, with more for more uses."""
+        if file_level:
+            for local, (module, name) in self.b.names.items():
+                for path, s in self.resolve(module, name):
+                    self.add(path, s, 24.0, f"imported ({local})")
+            return
         lo = max(0, self.cursor - USE_WINDOW // 2)
         window = self.current.text[lo : self.cursor + USE_WINDOW // 2]
         # one pass over the window: uses of names, and of `alias.attr`
-        uses = Counter(name for name, _ in _USE_RE.findall(window))
-        attrs = Counter(
-            (name, attr)
-            for name, attr in _USE_RE.findall(window)
-            if attr and name in self.b.modules
-        )
-        for local, (module, name) in self.b.names.items():
-            uses_n = min(5, uses.get(local, 0))
-            for path, s in self.resolve(module, name):
-                self.add(path, s, 24.0 + 0.4 * uses_n, f"imported ({local})")
+        found = _USE_RE.findall(window)
+        uses = Counter(name for name, _ in found)
+        attrs = Counter((n, a) for n, a in found if a and n in self.b.modules)
+        for local, n in uses.items():
+            if local in self.b.names:
+                module, name = self.b.names[local]
+                for path, s in self.resolve(module, name):
+                    self.add(path, s, 24.0 + 0.4 * min(5, n), f"imported ({local})")
         for (alias, attr), n in attrs.items():
             for path, s in self.resolve(self.b.modules[alias], attr):
                 self.add(path, s, 23.0 + 0.4 * min(5, n), f"{alias}.{attr} used in the file")
@@ -325,7 +402,19 @@ class _Picker:
                     return
 
 
-_AROUND_MEMO: LruMemo[tuple[Bindings, dict[tuple[str, str, int], Pick]]] = LruMemo(16)
+_FILE_MEMO: LruMemo[tuple[dict[tuple[str, str, int], Pick], dict]] = LruMemo(64)
+
+
+def _bindings_key(b: Bindings) -> object:
+    return (
+        tuple(b.names.items()),
+        tuple(b.modules.items()),
+        b.wildcards,
+        tuple(b.bases.items()),
+    )
+
+
+_AROUND_MEMO: LruMemo[tuple[Bindings, dict[tuple[str, str, int], Pick]]] = LruMemo(128)
 
 
 def structural_picks(
@@ -334,6 +423,7 @@ def structural_picks(
     others: Sequence[OpenDoc],
     index: WorkspaceIndex | None = None,
     allowed: Callable[[str], bool] | None = None,
+    src: _Sources | None = None,
 ) -> list[Pick]:
     """The definitions the structure of ``current`` points at, best first.
 
@@ -342,7 +432,8 @@ def structural_picks(
     definitions) are kept for it, and only the name being typed and the identifiers of the
     cursor line are looked at again on each keystroke."""
     docs = [d for d in others if d.uri != current.uri and d.text]
-    src = _Sources(docs, index, allowed or (lambda _p: True))
+    if src is None:
+        src = _Sources(docs, index, allowed or (lambda _p: True), current.path)
     recent = set(index.recent(5)) if index is not None else set()
     recent |= {d.path for d in sorted(docs, key=lambda d: d.modified, reverse=True)[:3]}
     text = current.text
@@ -355,21 +446,28 @@ def structural_picks(
         len(before),
         hash(before),
         hash(after),
-        src.open.key,
+        src.open.generation,
         index.generation if index is not None else -1,
         frozenset(recent),
     )
     hit = _AROUND_MEMO.get(key)
     if hit is None:
-        # the line being typed left out: its imports do not count yet
-        b = bindings(replace(current, text=before + after), family(language(current)))
+        b = _bindings(current)
         p = _Picker(current, cursor, src, recent, b)
+        # what the file imports, wherever the cursor is: kept while the imports are the same
+        file_key = (current.path, _bindings_key(b), *key[4:])
+        whole = _FILE_MEMO.get(file_key)
+        if whole is None:
+            p.imported(file_level=True)
+            p.module_members()
+            whole = (dict(p.picks), p._resolved)
+            _FILE_MEMO.put(file_key, whole)
+        p.picks, p._resolved = dict(whole[0]), whole[1]
         idents = identifiers_near(text, cursor)
         p.near(idents)
         p.bases()
-        p.imported()
+        p.imported(file_level=False)
         p.lexical(idents)
-        p.module_members()
         hit = (b, p.picks)
         _AROUND_MEMO.put(key, hit)
     b, around = hit
@@ -399,13 +497,17 @@ def _signature_lines(s: Symbol, python: bool, indent: str = "", doc: bool = True
     return lines
 
 
-_SNIPPETS: LruMemo[list[Snippet]] = LruMemo(16)
+_SNIPPETS: LruMemo[list[Snippet]] = LruMemo(128)
 
 
 def _snippets(picks: list[Pick], src: _Sources) -> list[Snippet]:
     """Memoized: the same picks (the cursor moved within a line) make the same snippets."""
     generation = src.index.generation if src.index is not None else -1
-    key = (tuple((p.path, p.symbol, p.score, p.why) for p in picks), src.open.key, generation)
+    key = (
+        tuple((p.path, p.symbol, p.score, p.why) for p in picks),
+        src.open.generation,
+        generation,
+    )
     hit = _SNIPPETS.get(key)
     if hit is None:
         hit = _make_snippets(picks, src)
@@ -453,7 +555,7 @@ def _make_snippets(picks: list[Pick], src: _Sources) -> list[Snippet]:
         out.append(
             Snippet(
                 path,
-                redact("\n".join(lines)),
+                mask_registered("\n".join(lines)),  # signatures come masked
                 round(group[0].score, 4),
                 f"signatures: {names}",
                 tuple(_pick_line(p, "signature") for p in group),
@@ -476,8 +578,8 @@ def related(
     do not repeat a pick. ``others`` are the open documents (masked); ``allowed`` tells whether
     an indexed path may still enter the context."""
     docs = [d for d in others if d.uri != current.uri and d.text]
-    src = _Sources(docs, index, allowed or (lambda _p: True))
-    picks = structural_picks(current, cursor, docs, index, allowed)
+    src = _Sources(docs, index, allowed or (lambda _p: True), current.path)
+    picks = structural_picks(current, cursor, docs, index, allowed, src)
     snippets = _snippets(picks, src)
     # a body from an open document repeats a pick's signature at the price of the room other
     # picks need: the pick stands for it

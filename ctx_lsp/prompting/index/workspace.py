@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import heapq
 import json
 import logging
 import os
@@ -106,6 +107,7 @@ class WorkspaceIndex:
         self.dirty = False  # changed since it was last saved
         self.last_scan = 0.0
         self.stats: dict[str, float] = {}
+        self._recent: tuple[tuple[int, int], list[str]] | None = None
 
     # -- lookups ------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -156,9 +158,15 @@ class WorkspaceIndex:
         return sorted(out)
 
     def recent(self, n: int = 5) -> list[str]:
+        """The ``n`` files modified last (kept until the index changes)."""
+        cached = self._recent
+        if cached is not None and cached[0] == (self.generation, n):
+            return cached[1]
         with self._lock:
-            entries = sorted(self._files.values(), key=lambda e: e.mtime_ns, reverse=True)
-        return [e.path for e in entries[:n]]
+            entries = heapq.nlargest(n, self._files.values(), key=lambda e: e.mtime_ns)
+        paths = [e.path for e in entries]
+        self._recent = ((self.generation, n), paths)
+        return paths
 
     def summary(self) -> dict[str, Any]:
         """State for the user: ready, files, and of the last build how many were loaded from
