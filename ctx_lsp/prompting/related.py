@@ -33,8 +33,8 @@ from pathlib import Path
 from ctx_lsp.prompting.families import family, language
 from ctx_lsp.prompting.identifiers import KEYWORDS, identifiers_near, typed_at
 from ctx_lsp.prompting.imports import Bindings, bindings, module_matches
-from ctx_lsp.prompting.index.symbols import Symbol
-from ctx_lsp.prompting.index.workspace import WorkspaceIndex, index_text
+from ctx_lsp.prompting.index.symbols import Symbol, regex_symbols
+from ctx_lsp.prompting.index.workspace import WorkspaceIndex
 from ctx_lsp.prompting.relevance import Snippet, definitions, rank
 from ctx_lsp.text.opendoc import OpenDoc
 from ctx_lsp.text.redact import mask_registered, redact
@@ -135,7 +135,8 @@ class _Sources:
         self.allowed = allowed
         # answers within one ranking: the same modules and names are asked many times
         self._implementing: dict[str, list[str]] = {}
-        self._defining: dict[str, list[tuple[str, Symbol]]] = {}
+        self._defining: dict[tuple[str, int], list[tuple[str, Symbol]]] = {}
+        self._may: dict[str, bool] = {}
 
     def symbols(self, path: str) -> tuple[Symbol, ...]:
         if path in self.docs:
@@ -158,21 +159,29 @@ class _Sources:
         found = [p for p in found if p in self.docs]
         if self.index is not None:
             found += [p for p in self.index.implementing(module) if p not in self.docs]
-        return [p for p in found if self.allowed(p)]
+        return [p for p in found if self.may(p)]
 
-    def defining(self, name: str) -> list[tuple[str, Symbol]]:
-        hit = self._defining.get(name)
+    def defining(self, name: str, most: int = 0) -> list[tuple[str, Symbol]]:
+        key = (name, most)
+        hit = self._defining.get(key)
         if hit is None:
-            hit = self._defining[name] = self._find_defining(name)
+            hit = self._defining[key] = self._find_defining(name, most)
         return hit
 
-    def _find_defining(self, name: str) -> list[tuple[str, Symbol]]:
+    def _find_defining(self, name: str, most: int) -> list[tuple[str, Symbol]]:
         with self.open.lock:
             found = self.open.by_name.get(name, {})
             out = [(p, sym) for p, syms in found.items() if p in self.docs for sym in syms]
         if self.index is not None:
-            out += [(p, s) for p, s in self.index.defining(name) if p not in self.docs]
-        return [(p, s) for p, s in out if self.allowed(p)]
+            out += [(p, s) for p, s in self.index.defining(name, most) if p not in self.docs]
+        return [(p, s) for p, s in out if self.may(p)]
+
+    def may(self, path: str) -> bool:
+        """``allowed``, asked once per path and ranking."""
+        hit = self._may.get(path)
+        if hit is None:
+            hit = self._may[path] = self.allowed(path)
+        return hit
 
     def with_prefix(self, prefix: str) -> list[str]:
         names = set(self.index.with_prefix(prefix)) if self.index is not None else set()
@@ -218,11 +227,14 @@ def _lines(text: str, first: int, last: int) -> str:
 
 
 def doc_symbols(doc: OpenDoc) -> tuple[tuple[Symbol, ...], tuple[str, ...]]:
-    """An open document's definitions and imports, parsed as the index would, cached by text."""
+    """An open document's definitions, from the regex blocks :func:`rank` finds for it anyway
+    (a tree-sitter parse of every open document would cost seconds on the first request of a
+    big session), cached by text. Its text is masked by the view already."""
     key = (doc.path, text_key(doc.text))
     hit = _SYMBOLS.get(key)
     if hit is None:
-        hit = index_text(doc.path, doc.text, doc.language_id)
+        symbols = regex_symbols(doc.text, language(doc), definitions(doc))
+        hit = (tuple(symbols), ())
         _SYMBOLS.put(key, hit)
     return hit
 
@@ -380,7 +392,7 @@ class _Picker:
         for i, ident in enumerate(idents[:30]):
             if ident in self.b.names or ident in own:
                 continue
-            found = [(p, s) for p, s in self.src.defining(ident) if not s.parent][:4]
+            found = [(p, s) for p, s in self.src.defining(ident, most=4) if not s.parent][:4]
             for path, s in found:
                 self.add(
                     path,
@@ -477,7 +489,7 @@ def structural_picks(
     line_idents = identifiers_near(text[line_start:line_end], cursor - line_start, 0)
     p.near(line_idents, attrs=False)
     # kept picks were allowed when made: an ignore rule may be newer than that
-    picks = [k for k in p.picks.values() if src.allowed(k.path)]
+    picks = [k for k in p.picks.values() if src.may(k.path)]
     picks.sort(key=lambda k: (-k.score, k.path, k.symbol.line))
     return picks[:MAX_PICKS]
 

@@ -9,6 +9,7 @@ blocks, namespaces) are kept: locals of a function are nobody else's business.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import importlib
 import logging
@@ -405,30 +406,29 @@ def first_doc_line(comment: str) -> str:
     return ""
 
 
-def regex_symbols(text: str, language: str) -> list[Symbol]:
-    """The fallback: :mod:`blocks`' definition blocks, with their first line as signature."""
-    fam = family(language)
-    found = blocks.python_defs(text) if fam == "python" else blocks.brace_defs(text, fam)
+def regex_symbols(
+    text: str, language: str, found: dict[str, tuple[int, int]] | None = None
+) -> list[Symbol]:
+    """The fallback: :mod:`blocks`' definition blocks (``found``, when the caller has them),
+    with their first line as signature; members (indented) get the parent "?"."""
+    if found is None:
+        fam = family(language)
+        found = blocks.python_defs(text) if fam == "python" else blocks.brace_defs(text, fam)
+    starts = [0, *(m.end() for m in re.finditer("\n", text))]
     out: list[Symbol] = []
     for name, (start, end) in found.items():
-        block = text[start:end]
-        lines = block.split("\n")
-        i = next(
-            (k for k, ln in enumerate(lines) if name in ln and not ln.lstrip().startswith("@")), 0
-        )
-        first = text.count("\n", 0, start) + i
-        sig = one_line(lines[i]) if lines else name
-        indent = len(lines[i]) - len(lines[i].lstrip()) if lines else 0
-        out.append(
-            Symbol(
-                name,
-                "definition",
-                sig,
-                "",
-                first,
-                first + len(lines) - 1 - i,
-                "" if indent == 0 else "?",
-            )
-        )
+        first = bisect.bisect_right(starts, start) - 1
+        last = bisect.bisect_right(starts, max(start, end - 1)) - 1
+        line = first
+        while line < last:  # decorators and annotations above the name
+            row = text[starts[line] : starts[line + 1]]
+            if name in row and not row.lstrip().startswith("@"):
+                break
+            line += 1
+        row_end = starts[line + 1] - 1 if line + 1 < len(starts) else len(text)
+        row = text[starts[line] : row_end]
+        indent = len(row) - len(row.lstrip())
+        sig = one_line(row)
+        out.append(Symbol(name, "definition", sig, "", line, last, "" if indent == 0 else "?"))
     out.sort(key=lambda s: s.line)
     return out

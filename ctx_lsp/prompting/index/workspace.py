@@ -120,9 +120,13 @@ class WorkspaceIndex:
         with self._lock:
             return list(self._files)
 
-    def defining(self, name: str) -> list[tuple[str, Symbol]]:
+    def defining(self, name: str, most: int = 0) -> list[tuple[str, Symbol]]:
+        """Where ``name`` is defined; nothing when ``most`` is given and more files than
+        that define it (an ambiguous name is not worth the look-up)."""
         with self._lock:
             paths = self._by_name.get(name, ())
+            if most and len(paths) > most:
+                return []
             return [(p, s) for p in paths for s in self._files[p].symbols if s.name == name]
 
     def with_prefix(self, prefix: str, limit: int = 200) -> list[str]:
