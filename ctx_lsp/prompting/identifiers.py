@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from ctx_lsp.text.textkey import LruMemo, text_key
+
 
 def words(text: str) -> frozenset[str]:
     return frozenset(text.split())
@@ -32,13 +34,25 @@ KEYWORDS: frozenset[str] = words(
 _IDENT_RE = re.compile(r"[A-Za-z_$][\w$]*")
 
 
+_NEAR: LruMemo[list[str]] = LruMemo(32)
+
+
 def identifiers_near(text: str, offset: int, window_lines: int = 30) -> list[str]:
     """Identifiers within ``window_lines`` lines above and below ``offset``, nearest first.
 
     The cursor line comes first (nearest to the cursor column first), then lines by distance,
     the line above before the line below. Keywords, common builtins and one-letter names are
-    dropped; each name appears once.
+    dropped; each name appears once. Memoized: both rankings of a request ask for them.
     """
+    key = (text_key(text), offset, window_lines)
+    hit = _NEAR.get(key)
+    if hit is None:
+        hit = _identifiers_near(text, offset, window_lines)
+        _NEAR.put(key, hit)
+    return list(hit)
+
+
+def _identifiers_near(text: str, offset: int, window_lines: int) -> list[str]:
     offset = max(0, min(offset, len(text)))
     line_start = text.rfind("\n", 0, offset) + 1
     line_end = text.find("\n", offset)
