@@ -31,6 +31,7 @@ from _lsp import (
     CTX_CMD,
     Sandbox,
     code_corpus,
+    command,
     direct_backend_times,
     fake_backend,
     inline_params,
@@ -90,6 +91,16 @@ class Workspace:
         return out
 
 
+async def index_ready(client) -> None:
+    """Measure with the workspace's code index built, as a user types once it is."""
+    for _ in range(1200):
+        shown = await command(client, "ctx.showContext")
+        if all(i["ready"] for i in shown.get("indexes") or [{"ready": False}]):
+            return
+        await asyncio.sleep(0.05)
+    raise RuntimeError("the code index was not ready after 60 s")
+
+
 def ms(v: float) -> str:
     return f"{v * 1e3:.2f}"
 
@@ -108,6 +119,7 @@ async def overhead(sb: Sandbox, ws: Workspace, fake: FakeOpenAI) -> dict[str, fl
         ws.open_all(ctx)
         ws.open_all(bare)
         await sync(ctx)
+        await index_ready(ctx)
         await sync(bare)
         ctx_t: list[float] = []
         bare_t: list[float] = []
@@ -213,6 +225,7 @@ async def burst(sb: Sandbox, ws: Workspace, fake: FakeOpenAI) -> tuple[bool, str
     async with server(CTX_CMD, env, ws.root, opts) as ctx:
         ws.open_all(ctx)
         await sync(ctx)
+        await index_ready(ctx)
         loop = asyncio.get_running_loop()
         for b, (uri, line, char) in enumerate(ws.positions(BURSTS)):
             await asyncio.sleep(0.3)
@@ -301,6 +314,7 @@ async def cache_hit(sb: Sandbox, ws: Workspace, fake: FakeOpenAI) -> tuple[bool,
         ws.open_all(ctx)
         ws.open_all(bare)
         await sync(ctx)
+        await index_ready(ctx)
         await sync(bare)
         for k, (uri, line, char) in enumerate(ws.positions(CACHE_CASES + 3)):
             dt1, _ = await rtt(ctx, uri, line, char)

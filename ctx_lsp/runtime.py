@@ -20,7 +20,9 @@ from ctx_lsp.config.files import read_config, user_config_path, workspace_config
 from ctx_lsp.config.settings import Layer, Settings, resolve
 from ctx_lsp.config.trust import HeldBack, TrustStore, fingerprint, split_layer
 from ctx_lsp.plugins import ContextRequest, PluginManager
+from ctx_lsp.prompting.index.workspace import WorkspaceIndex
 from ctx_lsp.prompting.templates import TemplateError, TemplateLibrary, parse_template
+from ctx_lsp.store.ctxdir import CtxStore
 from ctx_lsp.text.opendoc import MAX_RELATED_CHARS, OpenDoc
 from ctx_lsp.text.redact import redact, register_secret, registered_count
 from ctx_lsp.workspace.context import prompt_summary, snapshot
@@ -119,6 +121,8 @@ class Runtime:
         self._listings: dict[Path, tuple[int, list[Path]]] = {}  # template folder → its files
         #: folder → (when, values registered, open documents, those readable, masked)
         self._readable: dict[Path, tuple[float, int, list[OpenDoc], list[OpenDoc]]] = {}
+        #: folder → its code index (built and updated by the caller, off the event loop)
+        self.indexes: dict[Path, WorkspaceIndex] = {}
 
     # -- settings and templates --------------------------------------------------
     def config_files(self) -> list[Path]:
@@ -321,6 +325,16 @@ class Runtime:
             close_later(backend)
         self._backends.clear()
 
+    def index(self, folder: Folder) -> WorkspaceIndex:
+        """The folder's code index (empty until built), persisted in its `.ctx/index/`."""
+        index = self.indexes.get(folder.root)
+        if index is None:
+            excluder = folder.excluder
+            index = self.indexes[folder.root] = WorkspaceIndex(
+                folder.root, lambda rel: excluder.reason(rel) is None, CtxStore(folder.root)
+            )
+        return index
+
     def assistant(self, folder: Folder) -> Assistant:
         config = self.config(folder)
         return Assistant(
@@ -330,6 +344,7 @@ class Runtime:
             config.templates,
             folder.cache,
             self.env,
+            self.index(folder),
         )
 
     def _readable_masked(self, folder: Folder, open_docs: list[OpenDoc]) -> list[OpenDoc]:

@@ -18,13 +18,16 @@ from typing import Any
 from ctx_lsp.assist import conversation
 from ctx_lsp.backends.openai_compat import Backend, BackendConfig, BackendError, Usage, require_text
 from ctx_lsp.config.settings import Settings
+from ctx_lsp.prompting.index.workspace import WorkspaceIndex
 from ctx_lsp.prompting.prompt import (
     BuiltPrompt,
     PromptParts,
     TaskRenderer,
     build_messages,
+    kept_picks,
     task_renderer,
 )
+from ctx_lsp.prompting.related import related as related_code
 from ctx_lsp.prompting.relevance import rank
 from ctx_lsp.prompting.templates import TemplateLibrary
 from ctx_lsp.store.cache import ResponseCache, cache_key
@@ -111,8 +114,11 @@ class Assistant:
         templates: TemplateLibrary,
         cache: ResponseCache | None,
         env: Mapping[str, str],
+        index: WorkspaceIndex | None = None,
     ) -> None:
         self.folder = folder
+        #: the folder's code index: definitions of files that are not open
+        self.index = index
         self.settings = settings
         self.backend = backend
         self.templates = templates
@@ -168,7 +174,7 @@ class Assistant:
         related = []
         others = [d for d in docs if req.current is None or d.uri != req.current.uri]
         if req.current is not None and req.cursor is not None:
-            related = rank(req.current, req.cursor, others)
+            related = related_code(req.current, req.cursor, others, self.index, self._allowed)
         elif others:
             related = rank(others[0], 0, others[1:]) if req.kind == "chat" else []
 
@@ -187,7 +193,13 @@ class Assistant:
         max_tokens = self._max_tokens(req)
         built = build_messages(parts, self.settings.context_tokens, reserve_output=max_tokens)
         messages = [replace(m, content=_valid_text(m.content)) for m in built.messages]
-        return BuiltPrompt(messages, built.tokens, built.dropped)
+        return BuiltPrompt(
+            messages, built.tokens, built.dropped, kept_picks(related, built.dropped)
+        )
+
+    def _allowed(self, rel: str) -> bool:
+        """May an indexed file still enter the context (an ignore rule may be newer)?"""
+        return self.folder.excluder.reason(rel) is None
 
     @property
     def secrets(self) -> tuple[str, ...]:

@@ -254,8 +254,11 @@ async def prompt(ws: Workspace, args: argparse.Namespace) -> int:
     offset = doc.offset_at(line - 1, len(content) if col is None else col - 1)
     req = completion_request(ws.settings, doc.uri, doc, rel, offset)
     view = ws.view([(rel, doc)])
+    ws.rt.index(ws.folder).build()  # persisted: re-parses only what changed since
     built = ws.rt.assistant(ws.folder).build(req, view.docs, view.summary)
     text = "\n\n".join(f"--- {m.role} ---\n{m.content}" for m in built.messages)
+    if built.picks:
+        text += "\n\n--- definitions chosen, and why ---\n" + "\n".join(built.picks)
     if args.json:
         emit_json(
             {
@@ -263,6 +266,7 @@ async def prompt(ws: Workspace, args: argparse.Namespace) -> int:
                 "messages": [m.as_api() for m in built.messages],
                 "tokens": built.tokens,
                 "dropped": built.dropped,
+                "definitions": list(built.picks),
                 "file": rel,
                 "position": {"line": line, "column": offset - doc.offset_at(line - 1, 0) + 1},
             }

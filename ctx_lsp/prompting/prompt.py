@@ -70,7 +70,7 @@ PREFIX_SHARE = 0.75
 
 _SEP = "\n\n"
 _ELLIPSIS = "\n…\n"
-_RELATED_HEADER = "Related code from other open files (most relevant first):"
+_RELATED_HEADER = "Related code from the workspace (most relevant first):"
 _PROJECT_HEADER = "Project context:"
 _SUMMARY_HEADER = "Summary of the earlier conversation:"
 
@@ -100,6 +100,14 @@ class BuiltPrompt:
     messages: list[ChatMessage]
     tokens: int
     dropped: dict[str, int]
+    #: one line per definition of related code that made it into the prompt, with why
+    picks: tuple[str, ...] = ()
+
+
+def kept_picks(related: Sequence[Snippet], dropped: Mapping[str, int]) -> tuple[str, ...]:
+    """The pick lines of the related snippets a built prompt kept (the first ones)."""
+    kept = len(related) - dropped.get("related", 0)
+    return tuple(line for s in related[:kept] for line in s.picks)
 
 
 def count_message_tokens(messages: Sequence[ChatMessage]) -> int:

@@ -161,6 +161,8 @@ class CtxServer(LanguageServer):
         #: the client has had the initialize answer: requests to it (asking trust) may go
         self.initialized = False
         self.asked_trust: set[str] = set()
+        #: the client sends workspace/didChangeWatchedFiles: no stat scans of the index needed
+        self.watching_files = False
 
     # -- messages to the user: once per distinct text --------------------------
     def tell(
@@ -321,8 +323,11 @@ class CtxServer(LanguageServer):
 
     def view(self, folder: Folder, refresh: bool = True) -> View:
         """What a job sees: open documents (unsaved text), pinned files, the summary."""
+        from ctx_lsp.server import indexing
+
         if refresh:
             self.refresh(folder)
+        indexing.scan_soon(self, folder)
         documents = self.folder_documents(folder)
         docs = [OpenDoc(d.uri, rel, d.language_id, d.text, d.modified) for rel, d, _ in documents]
         view = self.rt.view(folder, docs, documents)
@@ -382,6 +387,7 @@ def build_server(env: dict[str, str] | None = None) -> CtxServer:
         ai_handlers,
         chat_handlers,
         context_handlers,
+        indexing,
         lifecycle,
         plugin_handlers,
         text_sync,
@@ -397,6 +403,7 @@ def build_server(env: dict[str, str] | None = None) -> CtxServer:
         action_handlers,
         trust_handlers,
         chat_handlers,
+        indexing,
     )
     for module in handlers:
         module.register(server)

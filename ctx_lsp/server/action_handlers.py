@@ -234,11 +234,14 @@ def register(server: CtxServer) -> None:
         req = completion_request(ls.settings_for(t.folder), t.uri, t.doc, t.rel, start)
         built = ls.assistant(t.folder).build(req, *_view_parts(ls, t.folder))
         text = "\n\n".join(f"--- {m.role} ---\n{m.content}" for m in built.messages)
+        if built.picks:
+            text += "\n\n--- definitions chosen, and why ---\n" + "\n".join(built.picks)
         return {
             "text": text,
             "messages": [m.as_api() for m in built.messages],
             "tokens": built.tokens,
             "dropped": built.dropped,
+            "definitions": list(built.picks),
         }
 
 

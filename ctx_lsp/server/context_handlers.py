@@ -38,17 +38,21 @@ def register(server: CtxServer) -> None:
         except commands.ArgumentError as exc:
             _fail(f"{commands.SHOW_CONTEXT}: {exc}")
         folders = list(ls.folders.values()) or [ls.default_folder()]
-        texts, files = [], []
+        texts, files, indexes = [], [], []
         for folder in folders:
             ls.refresh(folder)
             snap = snapshot(folder, ls.folder_documents(folder), ls.settings_for(folder), ls.env)
             texts.append(summary_text(snap))
             files += [context_file_json(f, folder) for f in snap.active + snap.pinned]
+            if (index := ls.rt.indexes.get(folder.root)) is not None:
+                indexes.append({"root": str(folder.root), **index.summary()})
+                texts[-1] += f"\nCode index: {index.summary_text()}"
         ls.report_store_problems()
         result: dict[str, Any] = {
             "text": "\n\n".join(texts),
             "folders": [str(f.root) for f in folders],
             "files": files,
+            "indexes": indexes,
             "model": ls.settings_for(folders[0]).model,
         }
         # {"uri": …}: the text the server holds for that document, unsaved edits included

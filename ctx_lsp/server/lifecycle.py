@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lsprotocol import types
 
-from ctx_lsp.server import CtxServer, memory, uri_path
+from ctx_lsp.server import CtxServer, indexing, memory, uri_path
 from ctx_lsp.server.progress import Progress
 from ctx_lsp.text.documents import Encoding
 
@@ -42,6 +42,7 @@ def register(server: CtxServer) -> None:
         ls.initialized = True
         if not await pull_configuration(ls):
             ls.apply_settings()  # asks about held-back workspace files, now that it may
+        ls.run_task(indexing.start(ls), "index the workspace")
         ls.run_task(load_local_model(ls), "load the local model")
         ls.run_task(release_memory(), "release memory")
 
@@ -65,7 +66,7 @@ def register(server: CtxServer) -> None:
                 folder.save_session()
         for added in params.event.added:
             if (path := uri_path(added.uri)) is not None:
-                ls.add_folder(path)
+                indexing.build_soon(ls, ls.add_folder(path))
         ls.report_store_problems()
 
     @server.feature(types.SHUTDOWN)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lsprotocol import types
 
-from ctx_lsp.server import CtxServer
+from ctx_lsp.server import CtxServer, indexing
 
 
 def _range(change: types.TextDocumentContentChangeEvent) -> tuple[int, int, int, int] | None:
@@ -41,6 +41,9 @@ def register(server: CtxServer) -> None:
         if params.text is not None and params.text != doc.text:
             doc.apply_change(params.text, None, doc.version)
         ls.saved_versions[uri] = doc.version
+        folder, rel = ls.place(uri)
+        if folder is not None:
+            indexing.refresh_soon(ls, folder, [rel])
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: CtxServer, params: types.DidCloseTextDocumentParams) -> None:

@@ -324,6 +324,21 @@ def redact(text: str, extra_values: Iterable[str] = (), remember: bool = True) -
     return found or text
 
 
+def mask_registered(text: str) -> str:
+    """Only the registered values (the API key in use) masked: for text masked whole before,
+    when a value may have been registered since."""
+    return _mask_values(text, tuple(_KNOWN)) if _KNOWN else text
+
+
+def redact_unmemoized(text: str) -> str:
+    """`redact` for a text seen once (a file being indexed): no memo slot taken from the
+    texts that recur (open documents, prompts). The same object when nothing is masked."""
+    if not text:
+        return text
+    masked = _mask(text, tuple(_KNOWN))
+    return text if masked == text else masked
+
+
 def _mask_values(text: str, extra_values: tuple[str, ...]) -> str:
     for value in extra_values:
         if value and len(value) >= 6:
