@@ -130,7 +130,7 @@ async def _backend_checks(ws: Workspace) -> list[Check]:
     where = backend.describe()
     why = ""
     with contextlib.suppress(ImportError):  # which backend answers, and why
-        from ctx_lsp.backends.local import select_backend
+        from ctx_lsp.backends.select import select_backend
 
         why = f"; chosen because {select_backend(ws.settings, ws.rt.env)[1]}"
     wait = min(DOCTOR_TIMEOUT_S, ws.settings.timeout_s)
