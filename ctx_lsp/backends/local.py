@@ -24,6 +24,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from ctx_lsp.backends.engine import Engine, LoadState, Served, get_engine
@@ -173,6 +174,28 @@ def plain_prompt(messages: Sequence[ChatMessage]) -> str:
     return "\n\n".join(parts)
 
 
+#: Few-shot transcripts for a base model, per task kind (files beside this module): a base
+#: model continues a document far better than it follows instructions, so the task becomes
+#: the next entry of a document of finished examples, ended by `_SHOT_STOPS`.
+_SHOTS = Path(__file__).with_name("base_model_shots")
+_SHOT_STOPS = {"commit": ["\n"], "explain": ["\n\n", "\nCode:"]}
+_FENCE = re.compile(r"```[\w+-]*\n(.*)\n```", re.DOTALL)
+
+
+def base_prompt(messages: Sequence[ChatMessage]) -> tuple[str, list[str]]:
+    """(prompt, stop strings) for a base model: the task's few-shot transcript when there is
+    one for its kind (the fenced code or diff of the task is its input), else the chat as a
+    plain transcript."""
+    task = messages[-1] if messages and messages[-1].role == "user" else None
+    shots = _SHOTS / f"{task.kind}.txt" if task is not None else None
+    if task is not None and shots is not None and shots.is_file():
+        fenced = _FENCE.search(task.content)
+        if fenced is not None:
+            text = shots.read_text("utf-8").replace("{input}", fenced.group(1).strip("\n"))
+            return text.rstrip("\n"), _SHOT_STOPS.get(task.kind, PLAIN_STOPS)
+    return plain_prompt(messages), PLAIN_STOPS
+
+
 # --- the backend --------------------------------------------------------------------------------
 
 
@@ -273,14 +296,16 @@ class LocalBackend(Backend):
                 extra=sampling,
             )
         else:
+            prompt, stops = base_prompt(messages)
             out = await self.complete_text(
-                plain_prompt(messages),
+                prompt,
                 max_tokens=max_tokens,
                 temperature=temperature,
-                stop=[*(stop or []), *PLAIN_STOPS],
+                stop=[*(stop or []), *stops],
                 on_delta=on_delta,
                 extra=sampling,
             )
+            out = replace(out, text=out.text.strip())  # "Commit message: Add …"
         _log_timing("chat", out, started)
         return out
 
@@ -382,6 +407,7 @@ def _log_timing(what: str, out: Completion, started: float) -> None:
 __all__ = [
     "BlockEnd",
     "LocalBackend",
+    "base_prompt",
     "chat_messages",
     "parse_completion_prompt",
     "plain_prompt",
