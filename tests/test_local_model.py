@@ -19,6 +19,7 @@ from lsprotocol import types
 from ctx_lsp.backends.local import (
     BlockEnd,
     LocalBackend,
+    base_prompt,
     chat_messages,
     parse_completion_prompt,
     plain_prompt,
@@ -180,6 +181,25 @@ def test_chat_messages_alternate_for_strict_templates():
     assert plain.startswith("You explain code.\n\nSummary: earlier talk.\n\n")
     assert "Assistant: Earlier answer." in plain and "User: Related code" not in plain
     assert plain.endswith("Related code\n\nExplain this.\n\nAnswer:\n")
+
+
+def test_a_base_model_gets_a_few_shot_transcript_for_commit_messages():
+    diff = "diff --git a/app.py b/app.py\n+def add(a, b):\n+    return a + b"
+    rendered = TemplateLibrary.builtin().render(
+        "commit",
+        {"diff": diff, "branch": "main", "recent_commits": "", "commit_convention": "plain"},
+    )
+    task = [
+        ChatMessage("system", rendered.system),
+        ChatMessage("user", rendered.user, kind="commit"),
+    ]
+    prompt, stops = base_prompt(task)
+    assert prompt.endswith(diff + "\nCommit message:") and stops == ["\n"]
+    assert prompt.count("Commit message:") >= 3  # the finished examples come first
+    assert "Write the commit message" not in prompt  # instructions a base model cannot follow
+    # a kind without a transcript (a chat) stays the plain transcript
+    chat = [ChatMessage("user", "What does add do?", kind="chat")]
+    assert base_prompt(chat)[0] == plain_prompt(chat)
 
 
 # --- the real model ---------------------------------------------------------------------------
