@@ -12,7 +12,7 @@ The cases are data under bench/data/ (see each file's "source"):
   automatable check: imperative (the first word is not a past tense, a gerund, a third
   person "Adds" or a filler like "This"), at most 72 characters, names what changed (a word
   of 4+ letters that is in a changed path or line), nothing invented (every code-like token
-  of the subject, `quoted`, dotted, snake_case or CamelCase, is in the diff).
+  of the subject, `quoted`, a --flag, dotted, snake_case or CamelCase, is in the diff).
 - explain_cases.json: 10 more-itertools recipes without their docstrings. Checks: names
   the function or a parameter, no prompt echo, no line repeated 3 times, under 160 words.
 
@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 DATA = Path(__file__).with_name("data")
-_IDENT = re.compile(r"`([^`]+)`|\b([A-Za-z_][\w.]*(?:_|\.|[a-z][A-Z])[\w.]*)\b")
+_IDENT = re.compile(r"`([^`]+)`|(--?[A-Za-z][\w-]*)|\b([A-Za-z_][\w.]*(?:_|\.|[a-z][A-Z])[\w.]*)\b")
 _WORD = re.compile(r"[A-Za-z]{4,}")
 _FILLERS = {"this", "the", "a", "an", "we", "i", "it", "here", "commit", "changes", "update:"}
 
@@ -70,7 +70,7 @@ def commit_checks(subject: str, diff: str) -> dict[str, bool]:
         ln for ln in diff.splitlines() if ln.startswith(("+", "-", "diff --git"))
     ).lower()
     names = any(w.lower() in changed for w in _WORD.findall(body))
-    tokens = [a or b for a, b in _IDENT.findall(subject)]
+    tokens = [a or b or c for a, b, c in _IDENT.findall(subject)]
     invented = [t for t in tokens if t.strip("()") not in diff]
     return {
         "imperative": imperative,
@@ -96,7 +96,7 @@ def explain_checks(text: str, case: dict) -> dict[str, bool]:
 # --- running ------------------------------------------------------------------------------------
 
 
-async def run(model: str, split: str) -> dict[str, float]:
+async def run(model: str, split: str, only: str = "") -> dict[str, float]:
     from ctx_lsp.assist.commit import clean_message
     from ctx_lsp.backends.local import LocalBackend
     from ctx_lsp.backends.openai_compat import BackendConfig
@@ -115,22 +115,25 @@ async def run(model: str, split: str) -> dict[str, float]:
 
     out: dict[str, float] = {}
     exact, sims, lat = [], [], []
-    for c in load("completion_cases.json", split):
+    for c in load("completion_cases.json", split) if only in ("", "completion") else []:
         t = time.perf_counter()
         got = await backend.complete_raw(c["prefix"], c["suffix"], max_tokens=48)
         lat.append(time.perf_counter() - t)
         hit, sim = score_completion(got.text, c["expected"])
+        if not hit and split != "all":
+            print(f"  completion {c['id']}: {first_line(got.text)!r} for {c['expected']!r}")
         exact.append(hit)
         sims.append(sim)
-    out |= {
-        "completion exact line": sum(exact) / len(exact),
-        "completion edit similarity": statistics.mean(sims),
-        "completion median s": statistics.median(lat),
-    }
+    if exact:
+        out |= {
+            "completion exact line": sum(exact) / len(exact),
+            "completion edit similarity": statistics.mean(sims),
+            "completion median s": statistics.median(lat),
+        }
 
     checks: list[dict[str, bool]] = []
     lat = []
-    for c in load("commit_cases.json", split):
+    for c in load("commit_cases.json", split) if only in ("", "commit") else []:
         values = {
             "diff": c["diff"],
             "recent_commits": "(no commits yet)",
@@ -147,13 +150,14 @@ async def run(model: str, split: str) -> dict[str, float]:
         checks.append(commit_checks(subject, c["diff"]))
         if split != "all":
             print(f"  commit {c['id']}: {subject!r}")
-    for name in checks[0]:
+    for name in checks[0] if checks else ():
         out[f"commit {name}"] = sum(ch[name] for ch in checks) / len(checks)
-    out["commit all four"] = sum(all(ch.values()) for ch in checks) / len(checks)
-    out["commit median s"] = statistics.median(lat)
+    if checks:
+        out["commit all four"] = sum(all(ch.values()) for ch in checks) / len(checks)
+        out["commit median s"] = statistics.median(lat)
 
     checks, lat = [], []
-    for c in load("explain_cases.json", split):
+    for c in load("explain_cases.json", split) if only in ("", "explain") else []:
         values = {"language": "python", "code": c["code"].rstrip("\n")}
         t = time.perf_counter()
         got = await backend.chat(messages("explain", values), max_tokens=256)
@@ -161,10 +165,11 @@ async def run(model: str, split: str) -> dict[str, float]:
         checks.append(explain_checks(got.text, c))
         if split != "all":
             print(f"  explain {c['id']}: {got.text[:100]!r}")
-    for name in checks[0]:
+    for name in checks[0] if checks else ():
         out[f"explain {name}"] = sum(ch[name] for ch in checks) / len(checks)
-    out["explain all four"] = sum(all(ch.values()) for ch in checks) / len(checks)
-    out["explain median s"] = statistics.median(lat)
+    if checks:
+        out["explain all four"] = sum(all(ch.values()) for ch in checks) / len(checks)
+        out["explain median s"] = statistics.median(lat)
     await backend.aclose()
     return out
 
@@ -176,6 +181,7 @@ def main() -> int:
     parser.add_argument(
         "--before", action="store_true", help="without the base-model few-shot transcripts"
     )
+    parser.add_argument("--only", default="", choices=["", "completion", "commit", "explain"])
     args = parser.parse_args()
     if args.before:
         import ctx_lsp.backends.local as local
@@ -186,7 +192,7 @@ def main() -> int:
     if not extra_installed():
         print("the 'local' extra is not installed: pip install -e '.[local]'")
         return 2
-    figures = asyncio.run(run(args.model, args.split))
+    figures = asyncio.run(run(args.model, args.split, args.only))
     print(f"== {args.split} cases ==")
     for name, value in figures.items():
         shown = f"{value:.2f} s" if name.endswith(" s") else f"{value:.0%}"

@@ -49,6 +49,9 @@ PREFIX_SNAP = 1024
 #: sampler (llama.cpp's; it penalises repeating a sequence seen earlier in the text).
 CHAT_SAMPLING = {"repeat_penalty": 1.1, "dry_multiplier": 0.8, "cache_prompt": True}
 COMPLETION_SAMPLING = {"repeat_penalty": 1.0, "cache_prompt": True}
+#: For few-shot transcripts: the DRY sampler looks at the whole prompt, so that an answer
+#: does not copy an example's (more than 3 tokens of a sequence already seen are penalised)
+SHOT_SAMPLING = {"dry_penalty_last_n": 32768, "dry_allowed_length": 3}
 
 _OPENERS = (":", "{", "(", "[")
 _CLOSERS = ("}", ")", "]")
@@ -180,6 +183,10 @@ def plain_prompt(messages: Sequence[ChatMessage]) -> str:
 _SHOTS = Path(__file__).with_name("base_model_shots")
 _SHOT_STOPS = {"commit": ["\n"], "explain": ["\n\n", "\nCode:"]}
 _FENCE = re.compile(r"```[\w+-]*\n(.*)\n```", re.DOTALL)
+_DIFF_FILE = re.compile(r"^diff --git a/\S+ b/(\S+)", re.MULTILINE)
+#: Comment lines a small model writes before the code (a line "# ..." or "// ..."): ghost
+#: text that begins with one is dropped to the code after it.
+_COMMENT = re.compile(r"[ \t]*(#|//) [^\n]*\n")
 
 
 def base_prompt(messages: Sequence[ChatMessage]) -> tuple[str, list[str]]:
@@ -191,7 +198,9 @@ def base_prompt(messages: Sequence[ChatMessage]) -> tuple[str, list[str]]:
     if task is not None and shots is not None and shots.is_file():
         fenced = _FENCE.search(task.content)
         if fenced is not None:
-            text = shots.read_text("utf-8").replace("{input}", fenced.group(1).strip("\n"))
+            given = fenced.group(1).strip("\n")
+            files = ", ".join(dict.fromkeys(_DIFF_FILE.findall(given))) or "(see the diff)"
+            text = shots.read_text("utf-8").replace("{files}", files).replace("{input}", given)
             return text.rstrip("\n"), _SHOT_STOPS.get(task.kind, PLAIN_STOPS)
     return plain_prompt(messages), PLAIN_STOPS
 
@@ -297,6 +306,8 @@ class LocalBackend(Backend):
             )
         else:
             prompt, stops = base_prompt(messages)
+            if stops != PLAIN_STOPS:  # a few-shot transcript: not a copy of its examples
+                sampling |= SHOT_SAMPLING
             out = await self.complete_text(
                 prompt,
                 max_tokens=max_tokens,
@@ -356,6 +367,12 @@ class LocalBackend(Backend):
                 extra=COMPLETION_SAMPLING,
             )
         text = visible(out.text)
+        line = prefix[prefix.rfind("\n") + 1 :]
+        if not line.strip():  # on a fresh line: the code after the comments, at the cursor
+            while (m := _COMMENT.match(text)) and text[m.end() :].strip():
+                rest = text[m.end() :]
+                lead = len(rest) - len(rest.lstrip(" \t"))
+                text = rest[min(lead, len(line)) :]
         if out.finish_reason == "length" and "\n" in text.strip("\n"):
             # out of tokens mid-line: ghost text ending in "fibonacci(" is worse than
             # one line less
