@@ -194,7 +194,7 @@ def test_a_base_model_gets_a_few_shot_transcript_for_commit_messages():
         ChatMessage("user", rendered.user, kind="commit"),
     ]
     prompt, stops = base_prompt(task)
-    assert prompt.endswith(diff + "\nCommit message:") and stops == ["\n"]
+    assert prompt.endswith(diff + "\nFiles: app.py\nCommit message:") and stops == ["\n"]
     assert prompt.count("Commit message:") >= 3  # the finished examples come first
     assert "Write the commit message" not in prompt  # instructions a base model cannot follow
     # a kind without a transcript (a chat) stays the plain transcript
