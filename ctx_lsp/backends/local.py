@@ -181,7 +181,7 @@ def plain_prompt(messages: Sequence[ChatMessage]) -> str:
 #: model continues a document far better than it follows instructions, so the task becomes
 #: the next entry of a document of finished examples, ended by `_SHOT_STOPS`.
 _SHOTS = Path(__file__).with_name("base_model_shots")
-_SHOT_STOPS = {"commit": ["\n"], "explain": ["\n\n", "\nCode:"]}
+_SHOT_STOPS = {"commit": ["\n"], "explain": ["\nCode:", "\nExplanation:"]}
 _FENCE = re.compile(r"```[\w+-]*\n(.*)\n```", re.DOTALL)
 _DIFF_FILE = re.compile(r"^diff --git a/\S+ b/(\S+)", re.MULTILINE)
 #: Comment lines a small model writes before the code (a line "# ..." or "// ..."): ghost
@@ -316,7 +316,8 @@ class LocalBackend(Backend):
                 on_delta=on_delta,
                 extra=sampling,
             )
-            out = replace(out, text=out.text.strip())  # "Commit message: Add …"
+            if stops != PLAIN_STOPS:  # the entry's answer: its first paragraph
+                out = replace(out, text=out.text.strip().split("\n\n", 1)[0])
         _log_timing("chat", out, started)
         return out
 

@@ -32,7 +32,7 @@ LOCAL_PLACEHOLDER_KEY = "not-needed"
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: Most seconds spent asking a server what it offers (model list, context size).
-PROBE_TIMEOUT_S = 5.0
+PROBE_TIMEOUT_S = 10.0
 _T = TypeVar("_T")
 
 __all__ = ["Backend", "BackendConfig", "BackendError", "Completion", "Usage", "require_text"]
@@ -124,7 +124,10 @@ class Backend:
             return  # OpenAI offers the default model and says nothing of context sizes
         try:
             models = await asyncio.wait_for(self._models_json(), PROBE_TIMEOUT_S)
-        except (BackendError, TimeoutError):
+        except TimeoutError:  # a busy machine or server: asked again before the next request
+            self._prepared = False
+            return
+        except BackendError:  # it does not say: the settings stand
             return
         ids = [str(m.get("id")) for m in models if isinstance(m, dict) and m.get("id")]
         if ids and not self.config.model_chosen and self.config.model not in ids:
