@@ -184,9 +184,9 @@ def main() -> int:
     parser.add_argument("--only", default="", choices=["", "completion", "commit", "explain"])
     args = parser.parse_args()
     if args.before:
-        import ctx_lsp.backends.local as local
+        import ctx_lsp.backends.base_model as base_model
 
-        local._SHOTS = Path("/nonexistent")  # every task as the plain chat transcript
+        base_model._SHOTS = Path("/nonexistent")  # every task as the plain chat transcript
     from ctx_lsp.backends.local_model import extra_installed
 
     if not extra_installed():

@@ -16,15 +16,15 @@ from pathlib import Path
 import pytest
 from lsprotocol import types
 
-from ctx_lsp.backends.local import (
+from ctx_lsp.backends.base_model import (
     BlockEnd,
-    LocalBackend,
     base_prompt,
     chat_messages,
     parse_completion_prompt,
     plain_prompt,
     window_prefix,
 )
+from ctx_lsp.backends.local import LocalBackend
 from ctx_lsp.backends.local_model import extra_installed
 from ctx_lsp.backends.openai_compat import BackendConfig, BackendError
 from ctx_lsp.backends.select import UnconfiguredBackend, make_backend, select_backend
