@@ -40,10 +40,11 @@ async def test_commit_message_fits_a_small_context(lsp, repo: Path, report: bool
         assert client.messages == []  # nothing for the user to fix
 
 
-async def test_a_chosen_model_is_kept(lsp, repo: Path):
+async def test_a_chosen_model_is_kept_and_its_context_learned_from_the_400(lsp, repo: Path):
     with FakeOpenAI("Add handlers", models=["mine"], context_tokens=2048) as server:
         _big_change(repo)
         client = await lsp(repo, env=server.env(), init_options={"model": "mine"})
         result = await command(client, "ctx.commitMessage", {})
         assert result["text"] == "Add handlers"
-        assert [r.body["model"] for r in server.chat_requests()] == ["mine"]
+        # not asked up front for a chosen model: one 400, then the prompt cut to fit
+        assert [r.body["model"] for r in server.chat_requests()] == ["mine", "mine"]

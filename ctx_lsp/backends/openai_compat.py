@@ -114,14 +114,17 @@ class Backend:
         return f"{self.model} at {self.base_url}"
 
     async def prepare(self) -> None:
-        """Once, before the first prompt is built: ask the server which model it serves and
-        how large its context is (`/v1/models` meta, else llama.cpp's `/props`). Never fails:
-        a server that does not say keeps the settings."""
+        """Once, before the first prompt is built, when ctx.model was left unset: ask the
+        server which model it serves and how large its context is (`/v1/models` meta, else
+        llama.cpp's `/props`). Never fails: a server that does not say keeps the settings."""
         if self._prepared:
             return
         self._prepared = True
-        if self.base_url == DEFAULT_BASE_URL or self._key is None:
-            return  # OpenAI offers the default model and says nothing of context sizes
+        if self.config.model_chosen or self.base_url == DEFAULT_BASE_URL or self._key is None:
+            # a chosen model needs no look-up (its context size is learned from the first
+            # prompt-too-long answer, if any); OpenAI offers the default model and says
+            # nothing of context sizes
+            return
         try:
             models = await asyncio.wait_for(self._models_json(), PROBE_TIMEOUT_S)
         except TimeoutError:  # a busy machine or server: asked again before the next request
