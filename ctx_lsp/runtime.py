@@ -287,8 +287,8 @@ class Runtime:
         """One backend per distinct configuration, kept while the settings stay.
 
         Which one (OpenAI-compatible, embedded local model, or none) and why:
-        `backends.local.select_backend`."""
-        from ctx_lsp.backends.local import backend_identity, make_backend, select_backend
+        `backends.select.select_backend`."""
+        from ctx_lsp.backends.select import backend_identity, make_backend, select_backend
 
         config = self.config(folder) if folder is not None else self.primary_config()
         if config.backend is not None:
@@ -311,7 +311,7 @@ class Runtime:
 
     def _drop_unused_backends(self) -> None:
         """Backends no configuration uses any more have their HTTP clients closed."""
-        from ctx_lsp.backends.local import backend_identity, select_backend
+        from ctx_lsp.backends.select import backend_identity, select_backend
 
         wanted = set()
         for config in [self._base, *self._configs.values()]:

@@ -208,8 +208,14 @@ class FakeOpenAI:
         port: int = 0,
         log_path: str | None = None,
         api_key: str | None = None,
+        context_tokens: int | None = None,
+        report_context: bool = True,
     ) -> None:
         self.reply = reply
+        #: like a llama.cpp server started with `-c N`: prompts of more tokens (4 characters
+        #: each) plus max_tokens get llama.cpp's 400; `report_context` says N in /v1/models
+        self.context_tokens = context_tokens
+        self.report_context = report_context
         self.models: list[str] | None = list(models) if models is not None else None  # None: any
         self.api_key = api_key  # when set, other bearer tokens get the real 401
         self.log_path = log_path
@@ -464,6 +470,10 @@ class _Handler(BaseHTTPRequestHandler):
         entries = [
             {"id": m, "object": "model", "created": 1700000000, "owned_by": "fake"} for m in known
         ]
+        fake = self.server.fake
+        if fake.context_tokens and fake.report_context:
+            for e in entries:
+                e["meta"] = {"n_ctx": fake.context_tokens}
         if path.rstrip("/") == "/v1/models":
             return self._send_json(200, {"object": "list", "data": entries})
         name = path[len("/v1/models/") :]
@@ -483,6 +493,19 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_json(400, _error(msg, "invalid_request_error"))
         if fake.models is not None and model not in fake.models:
             return self._send_json(404, _status_body(404, model))
+        if fake.context_tokens:
+            chars = sum(len(str(m.get("content") or "")) for m in body["messages"] if m)
+            wanted = chars // 4 + int(body.get("max_tokens") or 0)
+            if wanted > fake.context_tokens:
+                n = fake.context_tokens
+                msg = f"request ({wanted} tokens) exceeds the available context size ({n} tokens)"
+                error = {"code": 400, "message": msg + ", try increasing it"}
+                error |= {
+                    "type": "exceed_context_size_error",
+                    "n_prompt_tokens": wanted,
+                    "n_ctx": n,
+                }
+                return self._send_json(400, {"error": error})
 
         if isinstance(behaviour, Reply):
             reply = behaviour

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
+from ctx_lsp.backends.errors import retry_after as _retry_after
 from ctx_lsp.backends.openai_compat import (
     Backend,
     BackendConfig,
     BackendError,
     Completion,
     Usage,
-    _retry_after,
     require_text,
 )
 from ctx_lsp.text.messages import ChatMessage

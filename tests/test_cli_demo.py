@@ -10,7 +10,9 @@ from pathlib import Path
 from tests.fake_openai import FakeOpenAI
 
 
-def test_demo_shows_completion_and_commit_message(home: Path, fake_openai: FakeOpenAI):
+def test_demo_shows_completion_explain_commit_message_and_the_restored_conversation(
+    home: Path, fake_openai: FakeOpenAI
+):
     fake_openai.reply = "return n if n < 2 else fib(n - 1) + fib(n - 2)"
     env = {**os.environ, **fake_openai.env()}
     out = subprocess.run(
@@ -23,9 +25,13 @@ def test_demo_shows_completion_and_commit_message(home: Path, fake_openai: FakeO
     assert out.returncode == 0, out.stderr
     assert "== inline completion" in out.stdout
     assert "return n if n < 2 else fib(n - 1) + fib(n - 2)" in out.stdout
-    assert "== ctx.commitMessage" in out.stdout
-    assert "Branch:" in out.stdout
-    assert len(fake_openai.chat_requests()) == 2
+    assert "== ctx.commitMessage" in out.stdout and "== ctx.explain" in out.stdout
+    # the backend and the model that answered
+    assert f"== answered by\ntest-model at {fake_openai.base_url}" in out.stdout
+    # the conversation, as a new process reads it back from .ctx/
+    restored = out.stdout.split("restored from .ctx/", 1)[1]
+    assert "(explain, fib.py" in restored and "(commit, " in restored
+    assert len(fake_openai.chat_requests()) == 3
 
 
 def test_demo_without_backend_says_how_to_configure(home: Path):

@@ -34,7 +34,7 @@ async def test_config_files_layer_under_lsp_settings(
     await _explain(client, uri)
     body = fake_openai.chat_requests()[-1].body
     assert body["model"] == "test-model"  # workspace file over user file
-    assert body["max_tokens"] == 1024  # explain asks for at least 1024 (77 from init options)
+    assert body["max_tokens"] == 77  # from init options: ctx.maxTokens caps every task
     assert body["temperature"] == 0.2  # the bad value fell back to the default
     texts = [m.message for m in client.messages]
     config = repo / ".ctx" / "config.toml"

@@ -50,6 +50,11 @@ SHORT_FORM_CHARS = 1500
 #: and every other task's go to the builder thread, so edits and newer requests are answered
 #: meanwhile.
 INLINE_BUILD_S = 0.004
+#: Share of the model's context window (when the server says it) that a prompt and its
+#: answer may take: our token count can be below the model's own; after the model refused a
+#: prompt as too long, the retry takes the smaller share.
+CONTEXT_FIT = (0.75, 0.5)
+_DEFAULT_MODEL = Settings().model
 
 
 @dataclass
@@ -78,6 +83,9 @@ class Request:
     #: a model answer that is empty is an error for chat tasks, fine for completions
     allow_empty: bool = False
     stop: list[str] | None = None
+    #: new values for a smaller prompt budget (tokens), for a retry after the model said the
+    #: prompt does not fit its context (the commit task packs its diff again)
+    refit: Callable[[int], dict[str, str]] | None = None
 
     def about(self) -> tuple[str, ...]:
         return tuple(f for f in (self.file, *self.files) if f)
@@ -96,6 +104,7 @@ class Answer:
 def backend_config(settings: Settings) -> BackendConfig:
     return BackendConfig(
         model=settings.model,
+        model_chosen=settings.model != _DEFAULT_MODEL,
         base_url=settings.base_url or None,
         api_key_env=settings.api_key_env,
         timeout_s=settings.timeout_s,
@@ -132,6 +141,7 @@ class Assistant:
         #: takes completion exchanges instead of the history (the server writes them in
         #: batches); None: each goes to the history on a worker thread
         self.record_later: Callable[[History, tuple[ChatMessage, ...]], None] | None = None
+        self._refits = 0  # index into CONTEXT_FIT
 
     def build(self, req: Request, docs: Sequence[OpenDoc], project_summary: str) -> BuiltPrompt:
         """The exact messages that would be sent: budgeted and masked (also the dry run).
@@ -191,7 +201,7 @@ class Assistant:
         if req.window is not None:
             parts.cursor_prefix, parts.cursor_suffix = req.window
         max_tokens = self._max_tokens(req)
-        built = build_messages(parts, self.settings.context_tokens, reserve_output=max_tokens)
+        built = build_messages(parts, self.context_tokens, reserve_output=max_tokens)
         messages = [replace(m, content=_valid_text(m.content)) for m in built.messages]
         return BuiltPrompt(
             messages, built.tokens, built.dropped, kept_picks(related, built.dropped)
@@ -230,7 +240,17 @@ class Assistant:
             log.info("git values for the prompt unavailable: %s", exc)
 
     def _max_tokens(self, req: Request) -> int:
-        return req.max_tokens or self.settings.max_tokens
+        """ctx.maxTokens caps every task, whatever its template asks for."""
+        return min(req.max_tokens or self.settings.max_tokens, self.settings.max_tokens)
+
+    @property
+    def context_tokens(self) -> int:
+        """The prompt budget (answer included): ctx.contextTokens, or less when the model's
+        context window, as its server says it, is smaller."""
+        budget = self.settings.context_tokens
+        if window := self.backend.context_window:
+            budget = min(budget, int(window * CONTEXT_FIT[self._refits]))
+        return budget
 
     async def run(
         self,
@@ -238,6 +258,27 @@ class Assistant:
         docs: Sequence[OpenDoc],
         project_summary: str,
         on_delta: Callable[[str], None] | None = None,
+    ) -> Answer:
+        """The answer to `req`; once more with a prompt cut to fit when the model says the
+        prompt is longer than its context (a server started with a small one)."""
+        await self.backend.prepare()  # the served model and its context size, once
+        try:
+            return await self._run(req, docs, project_summary, on_delta)
+        except BackendError as exc:
+            if exc.kind != "context_length" or self._refits or not self.backend.context_window:
+                raise
+            self._refits = 1
+            log.info("%s: %s; the prompt is cut to %d tokens", req.kind, exc, self.context_tokens)
+            if req.refit is not None:
+                req.values.update(req.refit(self.context_tokens))
+            return await self._run(req, docs, project_summary, on_delta)
+
+    async def _run(
+        self,
+        req: Request,
+        docs: Sequence[OpenDoc],
+        project_summary: str,
+        on_delta: Callable[[str], None] | None,
     ) -> Answer:
         await self._add_git_values(req)
         # prompt assembly is CPU work (ranking, counting, masking): see `INLINE_BUILD_S`

@@ -88,7 +88,24 @@ async def _run(root: Path, settings: dict[str, Any]) -> int:
             _say("the server says", "\n".join(messages))
             return 1
 
+        ctx = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="ctx.showContext", arguments=[{}])
+        )
+        _say("answered by", ctx.get("backend") or ctx.get("model") or "?")
+
         path.write_text(FIB + ghost + "\n")
+        whole = {"start": {"line": 0, "character": 0}, "end": {"line": 3, "character": 0}}
+        started = time.monotonic()
+        try:
+            answer = await client.workspace_execute_command_async(
+                types.ExecuteCommandParams(
+                    command="ctx.explain", arguments=[{"uri": uri, "range": whole}]
+                )
+            )
+            _say(f"ctx.explain ({time.monotonic() - started:.1f} s)", answer["text"])
+        except Exception as exc:
+            _say("ctx.explain failed", str(exc))
+
         _git(root, "add", "fib.py")
         started = time.monotonic()
         try:
@@ -98,10 +115,6 @@ async def _run(root: Path, settings: dict[str, Any]) -> int:
             _say(f"ctx.commitMessage ({time.monotonic() - started:.1f} s)", answer["text"])
         except Exception as exc:
             _say("ctx.commitMessage failed", str(exc))
-        ctx = await client.workspace_execute_command_async(
-            types.ExecuteCommandParams(command="ctx.showContext", arguments=[{}])
-        )
-        _say("ctx.showContext", ctx["text"])
         if messages:
             _say("messages shown to the user", "\n".join(messages))
         return 0
@@ -110,6 +123,21 @@ async def _run(root: Path, settings: dict[str, Any]) -> int:
         await client.shutdown_async(None)
         client.exit(None)
         await client.stop()
+
+
+def _restored(root: Path) -> None:
+    """The conversation as the next server (or `ctx-lsp chat`) finds it in .ctx/: read back
+    by a new process, as after a restart."""
+    started = time.monotonic()
+    shown = subprocess.run(
+        [sys.executable, "-m", "ctx_lsp", "history", "show"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    took = time.monotonic() - started
+    _say(f"the conversation, restored from .ctx/ by a new process ({took:.1f} s)", shown.stdout)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,8 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     _git(scratch, "add", "README.md")
     _git(scratch, "commit", "-q", "-m", "Initial commit")
     print(f"scratch repository: {scratch}")
+    started = time.monotonic()
     try:
-        return asyncio.run(_run(scratch, settings))
+        code = asyncio.run(_run(scratch, settings))
+        if code == 0:
+            _restored(scratch)
+        print(f"\n(all of it in {time.monotonic() - started:.1f} s)")
+        return code
     finally:
         if not args.keep:
             import shutil

@@ -22,6 +22,8 @@ from ctx_lsp.workspace.tree import list_files, render_tree
 
 #: Most seconds doctor waits for the backend's model list (less when ctx.timeoutS is less).
 DOCTOR_TIMEOUT_S = 5.0
+#: More seconds for the embedded model, whose first call loads it (1-2 s; more on a busy CPU).
+LOCAL_LOAD_S = 60.0
 
 
 # -- templates -------------------------------------------------------------------------------
@@ -130,11 +132,14 @@ async def _backend_checks(ws: Workspace) -> list[Check]:
     where = backend.describe()
     why = ""
     with contextlib.suppress(ImportError):  # which backend answers, and why
-        from ctx_lsp.backends.local import select_backend
+        from ctx_lsp.backends.select import select_backend
 
         why = f"; chosen because {select_backend(ws.settings, ws.rt.env)[1]}"
     wait = min(DOCTOR_TIMEOUT_S, ws.settings.timeout_s)
+    if backend.kind == "local":
+        wait += LOCAL_LOAD_S  # the first call starts the engine and loads the model
     try:
+        await asyncio.wait_for(backend.prepare(), wait)  # the served model, the context size
         models = await asyncio.wait_for(backend.list_models(), wait)
     except TimeoutError:
         late = f"{where}: no answer within {wait:g} s{why}"
@@ -142,14 +147,23 @@ async def _backend_checks(ws: Workspace) -> list[Check]:
     except BackendError as exc:
         failed = Check("backend", False, exc.message + why)
         return [failed, Check("model", False, "not checked")]
-    model = ws.settings.model
+    model = backend.model  # ctx.model, or what the server serves when it was left unset
     listed = model in models
     shown = ", ".join(models[:8]) + (", …" if len(models) > 8 else "")
     detail = f"{model} is offered" if listed else f"{model} is not offered (offered: {shown})"
-    return [
-        Check("backend", True, f"{where} answers ({len(models)} models){why}"),
+    if backend.context_window:
+        detail += f"; its context window is {backend.context_window} tokens"
+    checks = [
+        Check("backend", True, f"{backend.describe()} answers ({len(models)} models){why}"),
         Check("model", listed, detail),
     ]
+    served = getattr(getattr(backend, "engine", None), "served", None)
+    if served is not None:  # the embedded model: which file, and how fast it loaded
+        size = served.path.stat().st_size / 2**20
+        took = backend.load_state.seconds or 0.0
+        loaded = f"{served.path} ({size:.0f} MB), loaded in {took:.1f} s"
+        checks.append(Check("model file", True, loaded))
+    return checks
 
 
 def _git_check(ws: Workspace) -> Check:

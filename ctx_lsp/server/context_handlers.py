@@ -53,7 +53,9 @@ def register(server: CtxServer) -> None:
             "folders": [str(f.root) for f in folders],
             "files": files,
             "indexes": indexes,
-            "model": ls.settings_for(folders[0]).model,
+            # the model that answers: ctx.model, or the one the server serves when unset
+            "model": ls.rt.backend_for(folders[0]).model,
+            "backend": ls.rt.backend_for(folders[0]).describe(),
         }
         # {"uri": …}: the text the server holds for that document, unsaved edits included
         uri = opts.get("uri")
