@@ -132,7 +132,9 @@ async def tests_edit(
         existing = (
             open_test.text if open_test else path.read_text(encoding="utf-8", errors="replace")
         )
-        end = open_test.position_at(open_test.size) if open_test else _end_position(existing)
+        # a file on disk is counted in the negotiated encoding too
+        at_end = open_test or Document(uri, existing, encoding=ls.documents.encoding)
+        end = at_end.position_at(at_end.size)
         sep = "" if not existing else ("\n" if existing.endswith("\n") else "\n\n")
         new_text = sep + ("\n" if existing.strip() else "") + code
         version = open_test.version if open_test else None
@@ -149,12 +151,6 @@ async def tests_edit(
         )
     )
     return types.WorkspaceEdit(document_changes=changes), code, path
-
-
-def _end_position(text: str) -> tuple[int, int]:
-    # files on disk: utf-16 columns of the last line (clients default to utf-16)
-    lines = re.split(r"\r\n|\r|\n", text)
-    return len(lines) - 1, len(lines[-1].encode("utf-16-le")) // 2
 
 
 def save_answer(folder: Folder, kind: str, name: str, text: str) -> Path:
