@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import getpass
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -120,7 +119,8 @@ class Settings:
     )
 
     def effective_user(self) -> str:
-        return _safe_name(self.user or _os_user())
+        """The user's name (as given: the store makes it a folder name)."""
+        return self.user or _os_user()
 
 
 @functools.cache
@@ -130,12 +130,6 @@ def _os_user() -> str:
         return getpass.getuser()
     except Exception:  # no login name (containers): one shared default
         return "default"
-
-
-def _safe_name(name: str) -> str:
-    """A user or branch name made safe as a folder name."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "default"
-    return cleaned[:64]
 
 
 def camel(name: str) -> str:

@@ -8,9 +8,12 @@ cost the user some remembered state but never a working server.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import re
 import stat
+import string
 import tempfile
 import time
 from collections.abc import Sequence
@@ -40,10 +43,37 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_SCOPE_SAFE = frozenset(string.ascii_letters + string.digits + "-_.@+")
+# Names Windows keeps for devices, with or without an extension ("nul", "COM1.txt").
+_RESERVED = re.compile(r"(?i)(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?")
+SCOPE_PART_MAX = 120
+
+
+def _escape(c: str) -> str:
+    return "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
+
+
 def scope_part(text: str) -> str:
-    """Make any text (a branch like "feature/x", a user name) safe as one scope component."""
-    safe = "".join(c if c.isalnum() or c in "-_.@+" else f"%{ord(c):02X}" for c in text)
-    return "%2E" + safe[1:] if safe.startswith(".") or not safe else safe
+    """Any text (a branch like "feature/x", a user name) as one folder name, one name per text.
+
+    ASCII letters, digits and ``-_.@+`` stay, so plain names keep their folders; any other
+    character, a leading or trailing dot and the first letter of a name Windows reserves
+    become %XX escapes of their UTF-8 bytes (``feature/x`` is ``feature%2Fx``, never
+    ``feature_x``), which ``urllib.parse.unquote`` reverses. A name too long for a folder keeps
+    its start and a hash of the whole.
+    """
+    if not text:
+        return "%"  # no escape is a lone "%"
+    out = [c if c in _SCOPE_SAFE else _escape(c) for c in text]
+    if text[0] == "." or _RESERVED.fullmatch(text):
+        out[0] = _escape(text[0])
+    if text[-1] == ".":  # Windows drops a trailing dot: "x." would be "x"
+        out[-1] = _escape(text[-1])
+    name = "".join(out)
+    if len(name) > SCOPE_PART_MAX:  # "~" is always escaped otherwise
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        name = name[: SCOPE_PART_MAX - 17] + "~" + digest
+    return name
 
 
 class CtxStore:
