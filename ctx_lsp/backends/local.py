@@ -507,7 +507,7 @@ class LocalBackend(Backend):
     async def list_models(self) -> list[str]:
         return [self.model_name]
 
-    async def aclose(self) -> None:
+    async def aclose(self, *, when_idle: bool = False) -> None:
         """Nothing to close: the model stays loaded for the next backend of this process."""
 
     # -- internals -------------------------------------------------------------------------

@@ -69,10 +69,10 @@ def register(server: CtxServer) -> None:
         ls.report_store_problems()
 
     @server.feature(types.SHUTDOWN)
-    def shutdown(ls: CtxServer, params: None) -> None:
+    async def shutdown(ls: CtxServer, params: None) -> None:
         ls.save_sessions()
         ls.records.flush()
-        ls.rt.close()
+        await ls.rt.aclose()  # the backends' HTTP connections
 
 
 def warm_up() -> None:
