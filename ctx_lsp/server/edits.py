@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,17 +154,23 @@ async def tests_edit(
     return types.WorkspaceEdit(document_changes=changes), code, path
 
 
-def save_answer(folder: Folder, kind: str, name: str, text: str) -> Path:
-    """Long answers also go to .ctx/answers/ as Markdown (bounded: oldest removed)."""
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")[:60] or kind
-    # names sort in time order (the oldest are removed first); nanoseconds keep two answers
-    # of one second apart
+def save_answer(folder: Folder, title: str, text: str) -> Path:
+    """Long answers also go to .ctx/answers/ as Markdown (bounded: oldest removed).
+
+    Each in a folder of its own named by the time (they sort in time order, and two answers on
+    the same code keep apart), under a short name an editor's tab shows: "explain x.py 3-9.md".
+    """
+    name = re.sub(r'[\x00-\x1f<>:"/\\|?*]+', "-", title).strip(" .-")[:80] or "answer"
     now = time.time_ns()
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now / 1e9)) + f"-{now % 10**9:09d}"
-    path = folder.store.write_text_atomic(f"answers/{stamp}-{kind}-{slug}.md", text)
-    answers = sorted(path.parent.glob("*.md"))
-    for old in answers[:-MAX_ANSWERS]:
-        old.unlink(missing_ok=True)
+    path = folder.store.write_text_atomic(f"answers/{stamp}/{name}.md", text)
+    # earlier versions kept answers as files in answers/ itself: named by the time too
+    entries = sorted(p for p in path.parent.parent.iterdir() if not p.name.startswith("."))
+    for old in entries[:-MAX_ANSWERS]:
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
     return path
 
 
