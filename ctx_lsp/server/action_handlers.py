@@ -13,6 +13,7 @@ from ctx_lsp import commands
 from ctx_lsp.assist import tasks
 from ctx_lsp.assist.completion import completion_request
 from ctx_lsp.backends.openai_compat import BackendError
+from ctx_lsp.prompting.prompt import BudgetError
 from ctx_lsp.server import CtxServer, folder_arg, plugin_handlers
 from ctx_lsp.server.edits import (
     fix_edit,
@@ -25,6 +26,8 @@ from ctx_lsp.server.edits import (
     view,
 )
 from ctx_lsp.server.progress import Progress
+from ctx_lsp.text.documents import DocumentError
+from ctx_lsp.workspace.folder import PathError
 
 T = TypeVar("T")
 EXPLAIN_KIND = types.CodeActionKind.Refactor + ".ctx.explain"
@@ -43,7 +46,9 @@ async def guarded(ls: CtxServer, work: Callable[[], Awaitable[T]]) -> T:
         error = JsonRpcInternalError(exc.message)
         error._ctx_expected = True  # told once already: not an internal error
         raise error from None
-    except (commands.ArgumentError, ValueError) as exc:
+    # the caller's mistakes; any other error is a bug: pygls answers it as an internal error
+    # and `report_server_error` logs its traceback
+    except (commands.ArgumentError, DocumentError, PathError, BudgetError) as exc:
         raise JsonRpcInvalidParams(str(exc)) from None
     ls.backend_recovered()
     return result
