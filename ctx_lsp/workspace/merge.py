@@ -252,8 +252,10 @@ def read_other(
             raise MergeError(f"{session_path}: {why}", damaged=True)
         history = History(store, max_bytes=2**62)
         history.load()
+        # (the copy's damaged lines were set aside in the copy: OTHER keeps them)
         problems = [
-            p.replace(f"{CTX_DIR}/{HISTORY_FILE}", str(history_path)) for p in store.take_problems()
+            p.replace(f"{CTX_DIR}/{HISTORY_FILE}", str(history_path)).split("; moved to")[0]
+            for p in store.take_problems()
         ]
     return session, history, problems
 
