@@ -69,7 +69,6 @@ class Request:
     cursor: int | None = None
     #: the cursor window, trimmed by the prompt builder when space is short
     window: tuple[str, str] | None = None
-    max_tokens: int | None = None
     stream: bool = False
     record: bool = True
     #: a model answer that is empty is an error for chat tasks, fine for completions
@@ -218,7 +217,13 @@ class Assistant:
             log.info("git values for the prompt unavailable: %s", exc)
 
     def _max_tokens(self, req: Request) -> int:
-        return req.max_tokens or self.settings.max_tokens
+        """The reply limit: the template's `max_tokens`, else the `maxTokens` setting (the
+        built-in completion template has none)."""
+        try:
+            own = self.templates.get(req.template, self.folder.git.branch().branch).max_tokens
+        except KeyError:
+            own = None
+        return own or self.settings.max_tokens
 
     async def run(
         self,

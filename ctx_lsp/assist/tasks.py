@@ -63,7 +63,6 @@ async def explain(
         current=doc,
         cursor=region.start,
         stream=True,
-        max_tokens=max(a.settings.max_tokens, 1024),
     )
     await maybe_summarize(a)
     return await a.run(req, view.docs, view.summary, on_delta)
@@ -96,7 +95,6 @@ async def fix(
         file=doc.path,
         current=doc,
         cursor=start,
-        max_tokens=max(a.settings.max_tokens, 1024),
     )
     await maybe_summarize(a)
     answer = await a.run(req, view.docs, view.summary, on_delta)
@@ -127,7 +125,6 @@ async def tests(
         current=doc,
         cursor=region.start,
         stream=True,
-        max_tokens=max(a.settings.max_tokens, 2048),
     )
     answer = await a.run(req, view.docs, view.summary, on_delta)
     return strip_fences(answer.text.strip()).rstrip() + "\n"
@@ -166,7 +163,6 @@ async def commit_message(
         ),
         # the diff's files: the fixes and tests of those files inform the message
         files=tuple(f.path for f in diff.files),
-        max_tokens=max(a.settings.max_tokens, 400),
     )
     answer = await a.run(req, view.docs, view.summary, on_delta)
     try:
@@ -209,7 +205,6 @@ async def summarize(a: Assistant, view: View, keep_recent: int = 4) -> str:
         values={"history": transcript, "history_summary": previous or "(none)"},
         summary=f"Summarize {len(older)} messages",
         record=False,
-        max_tokens=max(a.settings.max_tokens, 600),
     )
     answer = await a.run(req, [], view.summary)
     a.folder.history.add_summary(answer.text.strip(), older[-1].id, model=a.settings.model)
