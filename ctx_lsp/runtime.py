@@ -45,22 +45,27 @@ def _mtime_ns(path: Path) -> int:
 
 
 def close_later(backend: Backend) -> None:
-    """Close a backend's HTTP client: on the running loop when there is one, else now."""
-    aclose = getattr(backend, "aclose", None)
-    if aclose is None:
-        return
+    """Close a backend's HTTP client once the calls it still serves end: on the running loop
+    when there is one, else now."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         with contextlib.suppress(Exception):
-            asyncio.run(aclose())
+            asyncio.run(backend.aclose())
         return
-    task = loop.create_task(aclose())
-    _closing.add(task)
-    task.add_done_callback(_closing.discard)
+    task = loop.create_task(backend.aclose(when_idle=True))
+    _closing[task] = backend
+    task.add_done_callback(_closed)
 
 
-_closing: set[asyncio.Task[Any]] = set()
+def _closed(task: asyncio.Task[None]) -> None:
+    _closing.pop(task, None)
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.warning("closing a replaced backend failed: %r", exc)
+
+
+#: backends waiting for their calls in flight to end before they close
+_closing: dict[asyncio.Task[None], Backend] = {}
 
 
 def templates_from_tables(tables: Mapping[str, Any], source: str) -> tuple[list[Any], list[str]]:
@@ -334,6 +339,18 @@ class Runtime:
                 folder.root, lambda rel: excluder.reason(rel) is None, CtxStore(folder.root)
             )
         return index
+
+    async def aclose(self) -> None:
+        """Close every backend's HTTP client now (at shutdown: calls in flight are cut)."""
+        backends = [*self._backends.values(), *_closing.values()]
+        self._backends.clear()
+        for task in list(_closing):
+            task.cancel()
+        for backend in backends:
+            try:
+                await backend.aclose()
+            except Exception as exc:  # one failure must not keep the others open
+                log.warning("closing the backend failed: %r", exc)
 
     def assistant(self, folder: Folder) -> Assistant:
         config = self.config(folder)

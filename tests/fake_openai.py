@@ -312,6 +312,19 @@ class FakeOpenAI:
         with self._lock:
             return self._aborted
 
+    @property
+    def open_connections(self) -> int:
+        """Client connections open now (kept alive between requests until the client closes)."""
+        with self._lock:
+            return len(self._conns)
+
+    def wait_for_connections(self, n: int, timeout: float = 5.0) -> int:
+        """Wait until `n` connections are open; the number open when it stops waiting."""
+        deadline = time.monotonic() + timeout
+        while self.open_connections != n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.open_connections
+
     def wait_for_requests(self, n: int, timeout: float = 5.0) -> list[Recorded]:
         deadline = time.monotonic() + timeout
         while len(self.requests) < n:

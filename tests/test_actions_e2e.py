@@ -140,7 +140,7 @@ async def test_explain_selection_and_enclosing_function(lsp, calc: Path, fake_op
     result = await command(client, "ctx.explain", {"uri": uri, "range": _range(1, 0, 1, 3)})
     assert result["text"] == "`add` returns the **sum** of its two arguments."
     answer = Path(result["path"])
-    assert answer.parent.name == "answers" and ".ctx" in answer.parts
+    assert answer.parent.parent.name == "answers" and ".ctx" in answer.parts
     assert "returns the **sum**" in answer.read_text()
     assert [d.uri for d in client.shown_documents] == [answer.as_uri()]
     # streamed: the progress showed the answer as it came

@@ -252,13 +252,13 @@ def test_truncated_session_is_reported_moved_aside_and_the_command_still_works(
     assert json.loads(r.stdout)["pinned"] == []
 
 
-def test_damaged_history_lines_are_skipped_with_a_warning(ws: Path) -> None:
+def test_damaged_history_lines_are_moved_aside_with_a_warning(ws: Path) -> None:
     seed(ws, 2)
     with (scope_dir(ws) / "history.jsonl").open("a") as fh:
         fh.write("{not json\n")
     r = run_cli(ws, "history", "show", "--json")
-    assert r.returncode == 0  # nothing was moved aside: a warning, not a failure
-    assert "skipped 1 damaged line(s)" in r.stderr
+    assert r.returncode == 4  # the line was moved aside: state lost, once
+    assert "1 damaged line(s)" in r.stderr
     assert json.loads(r.stdout)["total"] == 2
 
 

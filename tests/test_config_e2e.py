@@ -138,7 +138,7 @@ async def test_branch_sessions_switch_with_the_branch(lsp, repo: Path, fake_open
     users = repo / ".ctx" / "users"
     (user,) = [p.name for p in users.iterdir()]
     branches = sorted(p.name for p in (users / user / "branches").iterdir())
-    assert branches == ["feature_x", "main"]
+    assert branches == ["feature%2Fx", "main"]
 
 
 async def test_users_sharing_a_folder_keep_apart(lsp, repo: Path, fake_openai: FakeOpenAI):

@@ -32,7 +32,7 @@ async def test_commit_message_fits_a_small_context(lsp, repo: Path, report: bool
         chats = server.chat_requests()
         assert all(r.body["model"] == MODEL for r in chats)
         answered = chats[-1].body
-        assert answered["max_tokens"] == 256  # ctx.maxTokens, for commit messages too
+        assert answered["max_tokens"] == 400  # the commit template's limit
         chars = sum(len(m["content"]) for m in answered["messages"])
         assert chars // 4 + answered["max_tokens"] <= 2048
         # told the size up front it fits the first time; else after one 400

@@ -77,7 +77,6 @@ class Request:
     cursor: int | None = None
     #: the cursor window, trimmed by the prompt builder when space is short
     window: tuple[str, str] | None = None
-    max_tokens: int | None = None
     stream: bool = False
     record: bool = True
     #: a model answer that is empty is an error for chat tasks, fine for completions
@@ -240,8 +239,13 @@ class Assistant:
             log.info("git values for the prompt unavailable: %s", exc)
 
     def _max_tokens(self, req: Request) -> int:
-        """ctx.maxTokens caps every task, whatever its template asks for."""
-        return min(req.max_tokens or self.settings.max_tokens, self.settings.max_tokens)
+        """The reply limit: the template's `max_tokens` (else the `maxTokens` setting), and
+        `maxTokens` caps every task, whatever its template asks for."""
+        try:
+            own = self.templates.get(req.template, self.folder.git.branch().branch).max_tokens
+        except KeyError:
+            own = None
+        return min(own or self.settings.max_tokens, self.settings.max_tokens)
 
     @property
     def context_tokens(self) -> int:

@@ -145,7 +145,6 @@ def request(a: Assistant, turn: Turn) -> Request:
     language = (subject.language_id or language_of(subject.path)) if subject else ""
     values = {"language": language or "text", "selection": selected, "question": q.text}
     note = ""
-    max_tokens = max(a.settings.max_tokens, 1024)
     template = q.command or "chat"
     if q.command is None:
         values["files"] = files_block(files, budget)
@@ -163,7 +162,6 @@ def request(a: Assistant, turn: Turn) -> Request:
         elif q.command == "tests":
             plan = plan_tests(a.folder.root, subject.path, subject.language_id)
             values["test_framework"], values["test_path"] = plan.framework, plan.test_path
-            max_tokens = max(a.settings.max_tokens, 2048)
     about = [f.path for f in files if subject is None or f.path != subject.path]
     return Request(
         kind="chat",
@@ -176,7 +174,6 @@ def request(a: Assistant, turn: Turn) -> Request:
         current=doc,
         cursor=turn.selection[0] if doc and turn.selection else (0 if doc else None),
         stream=True,
-        max_tokens=max_tokens,
     )
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+
 from ctx_lsp.assist.assistant import Request
 from ctx_lsp.config.settings import Settings
+from ctx_lsp.prompting.templates import TemplateLibrary
 from ctx_lsp.text.documents import Document
 from ctx_lsp.text.opendoc import MAX_RELATED_CHARS, OpenDoc
 from ctx_lsp.text.redact import redact
@@ -18,12 +21,24 @@ MASK_MARGIN = 8192
 PREFIX_SHARE = 0.75
 
 
+@functools.cache
+def _template_reply() -> int | None:
+    return TemplateLibrary.builtin().get("completion").max_tokens
+
+
+def completion_reply(settings: Settings) -> int:
+    """Room kept for the suggestion when the window is sized: the built-in completion
+    template's `max_tokens` under the `maxTokens` cap (a user's template changes the exact
+    figure; the builder then trims the window to fit)."""
+    return min(_template_reply() or settings.max_tokens, settings.max_tokens)
+
+
 def cursor_window(doc: Document, line: int, char: int, settings: Settings) -> tuple[str, str]:
     """Prefix and suffix sized in tokens up front, so the builder seldom has to trim the
     window (a trimmed window leaves no room for related code). Sized by the characters per
     token of the code counted lately, not by encoding it: the builder counts the task exactly
     and trims it if the estimate was short."""
-    tokens = int((settings.context_tokens - settings.max_tokens) * WINDOW_SHARE)
+    tokens = int((settings.context_tokens - completion_reply(settings)) * WINDOW_SHARE)
     cpt = chars_per_token()
     before = int(int(tokens * PREFIX_SHARE) * cpt)
     after = int((tokens - int(tokens * PREFIX_SHARE)) * cpt)

@@ -109,6 +109,8 @@ class Backend:
     @property
     def model(self) -> str:
         return self._served_model or self.config.model
+        self._calls = 0  # in flight: closing when idle waits for them
+        self._idle: asyncio.Event | None = None
 
     def describe(self) -> str:
         return f"{self.model} at {self.base_url}"
@@ -195,7 +197,12 @@ class Backend:
         models = await self._models_json()
         return [str(m["id"]) for m in models if isinstance(m, dict) and "id" in m]
 
-    async def aclose(self) -> None:
+    async def aclose(self, *, when_idle: bool = False) -> None:
+        """Close the HTTP client and its connections; `when_idle`: once the calls in flight
+        (of a backend just replaced by another) have ended, so none of them is cut."""
+        while when_idle and self._calls:
+            self._idle = asyncio.Event()
+            await self._idle.wait()
         if self._client is not None:
             client, self._client = self._client, None
             await client.close()
@@ -270,9 +277,20 @@ class Backend:
         return self._client
 
     async def _retrying(self, call: Callable[[AsyncOpenAI], Awaitable[_T]]) -> _T:
+        client = self._get_client()
+        self._calls += 1
+        try:
+            return await self._attempts(client, call)
+        finally:
+            self._calls -= 1
+            if not self._calls and self._idle is not None:
+                self._idle.set()
+
+    async def _attempts(
+        self, client: AsyncOpenAI, call: Callable[[AsyncOpenAI], Awaitable[_T]]
+    ) -> _T:
         import openai
 
-        client = self._get_client()
         waited = 0.0
         attempt = 0
         while True:

@@ -149,10 +149,7 @@ class Workspace:
         return OpenDoc(doc.uri, rel, doc.language_id, doc.text, doc.modified)
 
     async def aclose(self) -> None:
-        backend = getattr(self.rt, "_backend", None)  # Runtime has no aclose() of its own
-        if backend is not None:
-            with contextlib.suppress(Exception):
-                await backend.aclose()
+        await self.rt.aclose()
 
 
 # -- output ----------------------------------------------------------------------------------

@@ -24,10 +24,12 @@ from ctx_lsp.cli.common import (
     CliError,
     Workspace,
     moved_aside,
+    note,
     warn,
     workspace_root,
 )
 from ctx_lsp.cli.trust import held_back_note
+from ctx_lsp.store.ctxdir import CTX_DIR
 from ctx_lsp.workspace.folder import PathError
 from ctx_lsp.workspace.git import GitError
 from ctx_lsp.workspace.merge import MergeError
@@ -46,20 +48,26 @@ def _handler(name: str):
 async def _run(args: argparse.Namespace, env: Mapping[str, str], cwd: Path) -> int:
     root = workspace_root(getattr(args, "root", None), cwd)
     before = moved_aside(root)
+    # no repository and no .ctx/ found: the current folder stands in, and its .ctx/ is new
+    stand_in = getattr(args, "root", None) is None and not (
+        (root / ".git").exists() or (root / CTX_DIR).is_dir()
+    )
     ws = Workspace(root, env, cwd)
     try:
         if args.handler not in REPORTS_CONFIG:
             for problem in ws.config_problems:
                 warn(problem)
-        if args.handler not in REPORTS_TRUST and (note := held_back_note(ws)) is not None:
-            warn(note)
+        if args.handler not in REPORTS_TRUST and (held := held_back_note(ws)) is not None:
+            warn(held)
         code = await _handler(args.handler)(ws, args)
     finally:
         for problem in ws.state_problems():
             warn(problem)
         await ws.aclose()
-        # A file moved aside is state lost: the exit code says so although the command ran.
-        # Damaged lines that are skipped but stay in place are warnings only, or every later
+        if stand_in and (root / CTX_DIR).is_dir():
+            note(f"no repository here; keeping state in {root / CTX_DIR}")
+        # A file (or damaged lines of one) moved aside is state lost: the exit code says so
+        # although the command ran. What could not be moved is a warning only, or every later
         # command would fail too.
         damaged = bool(moved_aside(root) - before)
     return STATE if code == OK and damaged else code

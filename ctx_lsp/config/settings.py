@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import getpass
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -61,7 +60,14 @@ class Settings:
         metadata=_doc("Path of a GGUF model file for the local backend. Empty: the bundled one."),
     )
     max_tokens: int = field(
-        default=256, metadata=_doc("Most tokens the model may write per answer.", min=1, max=32768)
+        default=2048,
+        metadata=_doc(
+            "Most tokens the model may write in any answer: it caps every task; each task asks "
+            "for its template's max_tokens under it (completion 256, commit 400, explain "
+            "1024, tests 2048).",
+            min=1,
+            max=32768,
+        ),
     )
     temperature: float = field(
         default=0.2, metadata=_doc("Sampling temperature (0 = deterministic).", min=0.0, max=2.0)
@@ -120,7 +126,8 @@ class Settings:
     )
 
     def effective_user(self) -> str:
-        return _safe_name(self.user or _os_user())
+        """The user's name (as given: the store makes it a folder name)."""
+        return self.user or _os_user()
 
 
 @functools.cache
@@ -130,12 +137,6 @@ def _os_user() -> str:
         return getpass.getuser()
     except Exception:  # no login name (containers): one shared default
         return "default"
-
-
-def _safe_name(name: str) -> str:
-    """A user or branch name made safe as a folder name."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "default"
-    return cleaned[:64]
 
 
 def camel(name: str) -> str:

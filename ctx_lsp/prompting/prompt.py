@@ -63,6 +63,12 @@ MESSAGE_OVERHEAD = 4
 REPLY_OVERHEAD = 3
 #: Smallest ``budget - reserve_output`` accepted.
 MIN_BUDGET = 32
+
+
+class BudgetError(ValueError):
+    """Settings that leave too few tokens for a prompt (contextTokens against maxTokens)."""
+
+
 #: A related snippet is cut to fit only if at least this many tokens are left for it.
 MIN_PARTIAL_SNIPPET = 48
 #: Share of the cursor window's room given to the prefix when both sides do not fit.
@@ -391,11 +397,11 @@ def _assemble(
 def build_messages(parts: PromptParts, budget: int, reserve_output: int = 0) -> BuiltPrompt:
     """Messages for ``parts`` within ``budget - reserve_output`` tokens; see the module doc.
 
-    Raises ValueError when ``budget - reserve_output`` is below :data:`MIN_BUDGET`.
+    Raises BudgetError when ``budget - reserve_output`` is below :data:`MIN_BUDGET`.
     """
     available = budget - reserve_output
     if available < MIN_BUDGET:
-        raise ValueError(
+        raise BudgetError(
             f"prompt budget too small: {budget} tokens minus {reserve_output} reserved for the "
             f"reply leaves {available}, at least {MIN_BUDGET} are needed"
         )

@@ -210,7 +210,8 @@ class CtxServer(LanguageServer):
             return
         if isinstance(error, JsonRpcInternalError) and getattr(error, "_ctx_expected", False):
             return
-        log.error("internal error (%s): %s", getattr(source, "__name__", source), error)
+        where = getattr(source, "__name__", source)
+        log.error("internal error (%s): %r", where, error, exc_info=error)
         self.tell(
             f"internal error: {error.__class__.__name__}; see the log", types.MessageType.Error
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
 from lsprotocol import types
@@ -12,6 +13,7 @@ from ctx_lsp import commands
 from ctx_lsp.assist import tasks
 from ctx_lsp.assist.completion import completion_request
 from ctx_lsp.backends.openai_compat import BackendError
+from ctx_lsp.prompting.prompt import BudgetError
 from ctx_lsp.server import CtxServer, folder_arg, plugin_handlers
 from ctx_lsp.server.edits import (
     fix_edit,
@@ -24,6 +26,8 @@ from ctx_lsp.server.edits import (
     view,
 )
 from ctx_lsp.server.progress import Progress
+from ctx_lsp.text.documents import DocumentError
+from ctx_lsp.workspace.folder import PathError
 
 T = TypeVar("T")
 EXPLAIN_KIND = types.CodeActionKind.Refactor + ".ctx.explain"
@@ -42,7 +46,9 @@ async def guarded(ls: CtxServer, work: Callable[[], Awaitable[T]]) -> T:
         error = JsonRpcInternalError(exc.message)
         error._ctx_expected = True  # told once already: not an internal error
         raise error from None
-    except (commands.ArgumentError, ValueError) as exc:
+    # the caller's mistakes; any other error is a bug: pygls answers it as an internal error
+    # and `report_server_error` logs its traceback
+    except (commands.ArgumentError, DocumentError, PathError, BudgetError) as exc:
         raise JsonRpcInvalidParams(str(exc)) from None
     ls.backend_recovered()
     return result
@@ -134,6 +140,8 @@ def register(server: CtxServer) -> None:
     @server.feature(types.CODE_ACTION_RESOLVE)
     async def resolve(ls: CtxServer, action: types.CodeAction) -> types.CodeAction:
         data = action.data if isinstance(action.data, dict) else {}
+        if data.get("action") not in ("fix", "tests"):
+            return action  # a command action (Explain): VS Code resolves it too, data empty
         t = target(ls, data.get("uri"))
         if data.get("action") == "fix":
             diagnostic = _structure(ls, data.get("diagnostic"), types.Diagnostic, "diagnostic")
@@ -158,9 +166,12 @@ def register(server: CtxServer) -> None:
                 ),
             )
         first, _ = t.doc.position_at(region.start)
+        last, _ = t.doc.position_at(max(region.start, region.end - 1))
         title = f"{t.rel}:{first + 1} {region.name or region.kind}"
         path = save_answer(
-            t.folder, "explain", title, f"# Explanation of {title}\n\n{answer.text}\n"
+            t.folder,
+            f"explain {PurePosixPath(t.rel).name} {first + 1}-{last + 1}",
+            f"# Explanation of {title}\n\n{answer.text}\n",
         )
         shown = await show(ls, path)
         return {"text": answer.text, "path": str(path), "shown": shown, "cached": answer.cached}
@@ -194,7 +205,9 @@ def register(server: CtxServer) -> None:
         )
         applied = bool(result and result.applied)
         rel = t.folder.relpath(path)
-        answer = save_answer(t.folder, "tests", rel, f"# Tests for {t.rel}\n\n```\n{code}```\n")
+        answer = save_answer(
+            t.folder, f"tests {PurePosixPath(rel).name}", f"# Tests for {t.rel}\n\n```\n{code}```\n"
+        )
         shown = await show(ls, path if applied else answer)
         return {"text": code, "path": rel, "applied": applied, "shown": shown}
 

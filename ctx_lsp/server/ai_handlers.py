@@ -113,9 +113,12 @@ def register(server: CtxServer) -> None:
             return types.CompletionList(is_incomplete=True, items=[])
         doc = ls.documents.get(uri)
         assert doc is not None
-        # the item replaces the word being typed, so the client's filter keeps it
-        word = word_before(doc.line(params.position.line)[: params.position.character])
-        start = types.Position(params.position.line, params.position.character - len(word))
+        # the item replaces the word being typed, so the client's filter keeps it; the line
+        # is sliced by code points, never by the client's position units
+        offset, line, char = _cursor(doc, params.position)
+        word = word_before(doc.line(line)[: offset - doc.offset_at(line, 0)])
+        start = types.Position(*doc.position_at(offset - len(word)))
+        cursor = types.Position(line, char)
         td = ls.client_capabilities.text_document
         item_caps = td.completion.completion_item if td and td.completion else None
         snippets = bool(item_caps and item_caps.snippet_support)
@@ -134,7 +137,7 @@ def register(server: CtxServer) -> None:
             if snippets
             else types.InsertTextFormat.PlainText,
             text_edit=types.TextEdit(
-                range=types.Range(start=start, end=params.position),
+                range=types.Range(start=start, end=cursor),
                 new_text=_snippet_escape(word + text) if snippets else word + text,
             ),
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,7 +133,9 @@ async def tests_edit(
         existing = (
             open_test.text if open_test else path.read_text(encoding="utf-8", errors="replace")
         )
-        end = open_test.position_at(open_test.size) if open_test else _end_position(existing)
+        # a file on disk is counted in the negotiated encoding too
+        at_end = open_test or Document(uri, existing, encoding=ls.documents.encoding)
+        end = at_end.position_at(at_end.size)
         sep = "" if not existing else ("\n" if existing.endswith("\n") else "\n\n")
         new_text = sep + ("\n" if existing.strip() else "") + code
         version = open_test.version if open_test else None
@@ -151,23 +154,23 @@ async def tests_edit(
     return types.WorkspaceEdit(document_changes=changes), code, path
 
 
-def _end_position(text: str) -> tuple[int, int]:
-    # files on disk: utf-16 columns of the last line (clients default to utf-16)
-    lines = re.split(r"\r\n|\r|\n", text)
-    return len(lines) - 1, len(lines[-1].encode("utf-16-le")) // 2
+def save_answer(folder: Folder, title: str, text: str) -> Path:
+    """Long answers also go to .ctx/answers/ as Markdown (bounded: oldest removed).
 
-
-def save_answer(folder: Folder, kind: str, name: str, text: str) -> Path:
-    """Long answers also go to .ctx/answers/ as Markdown (bounded: oldest removed)."""
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")[:60] or kind
-    # names sort in time order (the oldest are removed first); nanoseconds keep two answers
-    # of one second apart
+    Each in a folder of its own named by the time (they sort in time order, and two answers on
+    the same code keep apart), under a short name an editor's tab shows: "explain x.py 3-9.md".
+    """
+    name = re.sub(r'[\x00-\x1f<>:"/\\|?*]+', "-", title).strip(" .-")[:80] or "answer"
     now = time.time_ns()
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now / 1e9)) + f"-{now % 10**9:09d}"
-    path = folder.store.write_text_atomic(f"answers/{stamp}-{kind}-{slug}.md", text)
-    answers = sorted(path.parent.glob("*.md"))
-    for old in answers[:-MAX_ANSWERS]:
-        old.unlink(missing_ok=True)
+    path = folder.store.write_text_atomic(f"answers/{stamp}/{name}.md", text)
+    # earlier versions kept answers as files in answers/ itself: named by the time too
+    entries = sorted(p for p in path.parent.parent.iterdir() if not p.name.startswith("."))
+    for old in entries[:-MAX_ANSWERS]:
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
     return path
 
 

@@ -70,7 +70,7 @@ def register(server: CtxServer) -> None:
         ls.report_store_problems()
 
     @server.feature(types.SHUTDOWN)
-    def shutdown(ls: CtxServer, params: None) -> None:
+    async def shutdown(ls: CtxServer, params: None) -> None:
         # pygls 2 cancels the requests in flight while iterating over them, and a future whose
         # done callback drops it (see CtxProtocol) would change that dict under it: cancel them
         # here, from a copy, first (a question still open in the client is one of them).
@@ -80,7 +80,7 @@ def register(server: CtxServer) -> None:
                 future.cancel()
         ls.save_sessions()
         ls.records.flush()
-        ls.rt.close()
+        await ls.rt.aclose()  # the backends' HTTP connections
 
 
 def warm_up() -> None:

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections import OrderedDict
@@ -17,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ctx_lsp.store.ctxdir import private_dirs
 from ctx_lsp.text.messages import ChatMessage
 
 log = logging.getLogger(__name__)
@@ -71,7 +73,10 @@ class ResponseCache:
         try:
             if self._ensure is not None:
                 self._ensure()
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dirs(self.path.parent)
+            # SQLite gives the -wal and -shm files the mode of the database file
+            with contextlib.suppress(FileExistsError):  # (a directory there: damage, below)
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             db = sqlite3.connect(self.path, timeout=5, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(

@@ -8,9 +8,12 @@ cost the user some remembered state but never a working server.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import re
 import stat
+import string
 import tempfile
 import time
 from collections.abc import Sequence
@@ -40,10 +43,53 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def private_dirs(path: Path) -> Path:
+    """`path` and its missing parents, created 0700: `.ctx/` holds code, answers and the
+    conversation, for its owner alone (files in it are created 0600)."""
+    missing = []
+    p = path
+    while not p.is_dir():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    for p in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(p, 0o700)
+    return path
+
+
+_SCOPE_SAFE = frozenset(string.ascii_letters + string.digits + "-_.@+")
+# Names Windows keeps for devices, with or without an extension ("nul", "COM1.txt").
+_RESERVED = re.compile(r"(?i)(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?")
+SCOPE_PART_MAX = 120
+
+
+def _escape(c: str) -> str:
+    return "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
+
+
 def scope_part(text: str) -> str:
-    """Make any text (a branch like "feature/x", a user name) safe as one scope component."""
-    safe = "".join(c if c.isalnum() or c in "-_.@+" else f"%{ord(c):02X}" for c in text)
-    return "%2E" + safe[1:] if safe.startswith(".") or not safe else safe
+    """Any text (a branch like "feature/x", a user name) as one folder name, one name per text.
+
+    ASCII letters, digits and ``-_.@+`` stay, so plain names keep their folders; any other
+    character, a leading or trailing dot and the first letter of a name Windows reserves
+    become %XX escapes of their UTF-8 bytes (``feature/x`` is ``feature%2Fx``, never
+    ``feature_x``), which ``urllib.parse.unquote`` reverses. A name too long for a folder keeps
+    its start and a hash of the whole.
+    """
+    if not text:
+        return "%"  # no escape is a lone "%"
+    out = [c if c in _SCOPE_SAFE else _escape(c) for c in text]
+    if text[0] == "." or _RESERVED.fullmatch(text):
+        out[0] = _escape(text[0])
+    if text[-1] == ".":  # Windows drops a trailing dot: "x." would be "x"
+        out[-1] = _escape(text[-1])
+    name = "".join(out)
+    if len(name) > SCOPE_PART_MAX:  # "~" is always escaped otherwise
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        name = name[: SCOPE_PART_MAX - 17] + "~" + digest
+    return name
 
 
 class CtxStore:
@@ -59,6 +105,7 @@ class CtxStore:
         self.problems: list[str] = []
         self._unmovable: set[str] = set()  # damaged paths already reported as stuck
         self._locks: dict[str, filelock.FileLock] = {}
+        self._private = False  # .ctx/ checked to be the owner's alone
 
     # -- problems ---------------------------------------------------------------------------
 
@@ -83,11 +130,17 @@ class CtxStore:
         return removed
 
     def ensure(self) -> Path:
-        self.ctx_dir.mkdir(parents=True, exist_ok=True)
+        private_dirs(self.ctx_dir)
+        if not self._private:
+            # one made by an earlier version under the usual umask: others could read it
+            with contextlib.suppress(OSError):
+                if stat.S_IMODE(self.ctx_dir.stat().st_mode) & 0o077:
+                    self.ctx_dir.chmod(0o700)
+            self._private = True
         ignore = self.ctx_dir / ".gitignore"
         if not ignore.exists():
             self._write_bytes(ignore, b"*\n")
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dirs(self.dir)
         return self.dir
 
     def path(self, name: str) -> Path:
@@ -106,7 +159,7 @@ class CtxStore:
     def write_bytes_atomic(self, name: str, data: bytes) -> Path:
         self.ensure()
         target = self.path(name)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(target.parent)
         self._write_bytes(target, data)
         return target
 
@@ -120,7 +173,8 @@ class CtxStore:
     @staticmethod
     def _write_bytes(target: Path, data: bytes) -> None:
         # Same-directory temp file so os.replace is a rename on one filesystem: readers see the
-        # old file or the new one, never a half-written one, even across a crash.
+        # old file or the new one, never a half-written one, even across a crash. mkstemp
+        # creates it 0600, and the rename keeps that.
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -187,17 +241,10 @@ class CtxStore:
         could not be moved. `companions` (a database's -wal/-shm files, say) go with it, unreported,
         and are removed when they cannot be moved."""
         shown = self.rel(path)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        corrupt = self.ctx_dir / CORRUPT_DIR
+        flat = self._flat(path)
         try:
-            self.ensure()
-            corrupt.mkdir(exist_ok=True)
-            flat = self._flat(path)
-            target = corrupt / f"{flat}.{stamp}"
-            n = 1
-            while target.exists() or target.is_symlink():
-                n += 1
-                target = corrupt / f"{flat}.{stamp}-{n}"
+            target = self.corrupt_target(path)
+            corrupt = target.parent
             os.replace(path, target)
         except OSError as exc:
             # Cannot move it (read-only folder, ...): leave it, ignore it, say so once.
@@ -219,6 +266,19 @@ class CtxStore:
         self.report(f"{shown} {reason}; moved to {self.rel(target)}, starting from defaults")
         return True
 
+    def corrupt_target(self, path: Path) -> Path:
+        """A free name in `.ctx/corrupt/` for what is set aside from `path`."""
+        self.ensure()
+        corrupt = private_dirs(self.ctx_dir / CORRUPT_DIR)
+        flat = self._flat(path)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = corrupt / f"{flat}.{stamp}"
+        n = 1
+        while target.exists() or target.is_symlink():
+            n += 1
+            target = corrupt / f"{flat}.{stamp}-{n}"
+        return target
+
     def _flat(self, path: Path) -> str:
         """A file's place in `.ctx/` as one name: `users__me__history.jsonl`."""
         try:
@@ -234,8 +294,10 @@ class CtxStore:
         key = str(target)
         lock = self._locks.get(key)
         if lock is None:
-            lock = filelock.FileLock(f"{key}.lock", timeout=LOCK_TIMEOUT, poll_interval=LOCK_POLL)
+            lock = filelock.FileLock(
+                f"{key}.lock", timeout=LOCK_TIMEOUT, poll_interval=LOCK_POLL, mode=0o600
+            )
             self._locks[key] = lock
         self.ensure()
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(target.parent)
         return lock

@@ -67,6 +67,15 @@ def _decode(raw: bytes) -> tuple[str, Any]:
     return "message", (msg, covers if msg.kind == "summary" and isinstance(covers, str) else None)
 
 
+def _is_damaged(raw: bytes) -> bool:
+    what, value = _decode(raw)
+    return what == "bad" or (what == "header" and value is None)
+
+
+def _ended(raw: bytes) -> bytes:
+    return raw if raw.endswith(b"\n") else raw + b"\n"
+
+
 def _lines(data: bytes) -> list[bytes]:
     if not data:
         return []
@@ -167,6 +176,7 @@ class History:
             try:
                 self._reset(None)
                 self._sync(locked=False)
+                self._set_aside_damaged()
                 return self._collect
             finally:
                 self._collect = None
@@ -178,6 +188,7 @@ class History:
             if self._ident is None:
                 self._recover()
             self._sync(locked=False)
+            self._set_aside_damaged()
 
     def _reset(self, ident: tuple[int, int] | None) -> None:
         self._talk = _Tail(self.memory_messages, MEMORY_BYTES)  # all but completions
@@ -193,6 +204,7 @@ class History:
         self._seen = b""  # last bytes consumed: tells a reused inode number from our file
         self._lineno = 0
         self._clean_end = True  # False when the file ends in a torn line without "\n"
+        self._damaged: list[int] = []  # numbers of the damaged lines read
 
     def _recover(self) -> None:
         """Finish or undo a rotation that a killed process left half done."""
@@ -286,10 +298,33 @@ class History:
             self._reset(None)
             self.store.quarantine(self.path, "holds no readable history records")
         elif bad:
-            where = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
-            self.store.report(
-                f"{self.store.rel(self.path)}: skipped {len(bad)} damaged line(s) (line {where})"
-            )
+            self._damaged += bad  # set aside once the read is done (`_set_aside_damaged`)
+
+    def _set_aside_damaged(self) -> None:
+        """Move the damaged lines just read to `.ctx/corrupt/` and rewrite the file without
+        them, so they are told once, not on every read; when the file cannot be rewritten
+        (read-only folder) they are skipped and told again."""
+        if not self._damaged:
+            return
+        bad, self._damaged = self._damaged, []
+        where = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+        told = f"{self.store.rel(self.path)}: skipped {len(bad)} damaged line(s) (line {where})"
+        try:
+            with self.store.lock(self.name):
+                lines = _lines(self.path.read_bytes())
+                damaged = [raw for raw in lines if _is_damaged(raw)]
+                if damaged:  # (another process may have set them aside already)
+                    aside = self.store.corrupt_target(self.path)
+                    self.store._write_bytes(aside, b"".join(_ended(raw) for raw in damaged))
+                    kept = b"".join(_ended(raw) for raw in lines if not _is_damaged(raw))
+                    self.store._write_bytes(self.path, kept)
+                    told += f"; moved to {self.store.rel(aside)}"
+                self._reset(None)
+                self._sync(locked=True)  # the rewritten file, from its start
+        except (OSError, filelock.Timeout) as exc:
+            told += f"; they could not be set aside ({exc})"
+        self._damaged = []
+        self.store.report(told)
 
     def _add(self, m: ChatMessage, covers: str | None) -> None:
         """Take in the file's next message."""
@@ -390,7 +425,7 @@ class History:
             lines.append(_encode(rec) + b"\n")
         with self._mutex, self.store.lock(self.name):
             self._sync(locked=True)  # take in other processes' lines first: memory == file order
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
                 st = os.fstat(fd)
                 if st.st_size == 0:
@@ -413,6 +448,7 @@ class History:
             self._clean_end = True
             for m in messages:
                 self._add(m, covers.get(m.id) if m.kind == "summary" else None)
+            self._set_aside_damaged()  # lines other processes' appends read past
             if self._offset > self.max_bytes:
                 self._rotate()
 

@@ -9,9 +9,9 @@ import logging
 import time
 from pathlib import Path
 
-from ctx_lsp.config.settings import Settings, _safe_name
+from ctx_lsp.config.settings import Settings
 from ctx_lsp.store.cache import ResponseCache
-from ctx_lsp.store.ctxdir import CtxStore
+from ctx_lsp.store.ctxdir import CtxStore, scope_part
 from ctx_lsp.store.history import History
 from ctx_lsp.store.session import FileRecord, Session, SessionStore
 from ctx_lsp.workspace.exclusion import Excluder
@@ -35,10 +35,10 @@ class Folder:
 
     # -- scope: per user, optionally per branch --------------------------------
     def _scope(self) -> tuple[str, ...]:
-        scope: tuple[str, ...] = ("users", self.user)
+        scope: tuple[str, ...] = ("users", scope_part(self.user))
         if self.branch_sessions:
             branch = self.git.branch()
-            scope += ("branches", _safe_name(branch.branch or branch.head or "none"))
+            scope += ("branches", scope_part(branch.branch or branch.head or "none"))
         return scope
 
     def _open_scope(self, scope: tuple[str, ...]) -> None:

@@ -33,8 +33,9 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
-from ctx_lsp.store.ctxdir import CTX_DIR, CtxStore
+from ctx_lsp.store.ctxdir import CTX_DIR, CtxStore, scope_part
 from ctx_lsp.store.history import History
 from ctx_lsp.store.session import FileRecord, Session, SessionStore
 from ctx_lsp.text.messages import ChatMessage
@@ -208,7 +209,7 @@ def locate_other(
 
 def _scope_dir(ctx: Path, scope: tuple[str, ...], user: str | None, arg: Path) -> Path:
     if user is not None:
-        scope = ("users", user, *scope[2:])
+        scope = ("users", scope_part(user), *scope[2:])
         if not _has_state(ctx.joinpath(*scope)):
             raise MergeError(f"{arg}: no session or history for user {user!r}")
         return ctx.joinpath(*scope)
@@ -226,7 +227,8 @@ def _scope_dir(ctx: Path, scope: tuple[str, ...], user: str | None, arg: Path) -
         return users_dir.joinpath(users[0], *scope[2:])
     if not users:
         raise MergeError(f"{arg}: holds no session or history")
-    raise MergeError(f"{arg}: holds several users' sessions ({', '.join(users)}): choose one")
+    names = ", ".join(unquote(u) for u in users)  # the names --user takes
+    raise MergeError(f"{arg}: holds several users' sessions ({names}): choose one")
 
 
 def read_other(
@@ -250,8 +252,10 @@ def read_other(
             raise MergeError(f"{session_path}: {why}", damaged=True)
         history = History(store, max_bytes=2**62)
         history.load()
+        # (the copy's damaged lines were set aside in the copy: OTHER keeps them)
         problems = [
-            p.replace(f"{CTX_DIR}/{HISTORY_FILE}", str(history_path)) for p in store.take_problems()
+            p.replace(f"{CTX_DIR}/{HISTORY_FILE}", str(history_path)).split("; moved to")[0]
+            for p in store.take_problems()
         ]
     return session, history, problems
 

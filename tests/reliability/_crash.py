@@ -94,9 +94,16 @@ def load_state(root: Path, user: str) -> State:
     return State(answers, min(users, len(answers)), session, store.take_problems())
 
 
-def check_problems(state: State, allowed_skips: int) -> int:
-    """Only torn-line reports are acceptable (never a quarantine); returns lines skipped."""
-    skipped = 0
+def set_aside(root: Path) -> int:
+    """Damaged history lines moved to `.ctx/corrupt/` (told once, when they were moved)."""
+    files = (root / ".ctx" / "corrupt").glob("*history.jsonl.*")
+    return sum(len(p.read_bytes().splitlines()) for p in files)
+
+
+def check_problems(state: State, allowed_skips: int, root: Path) -> int:
+    """Only torn-line reports are acceptable (never a quarantine of a whole file); returns the
+    torn lines reported now or set aside earlier."""
+    skipped = set_aside(root)
     for problem in state.problems:
         m = SKIP_REPORT.search(problem)
         if m is None:
@@ -190,7 +197,7 @@ def light_kills(
                 fig.session_saves_acked += 1
                 last_saved = int(value)
         state = load_state(root, user)
-        fig.torn_reported = check_problems(state, injected)
+        fig.torn_reported = check_problems(state, injected, root)
         found = {n for a in state.answers if (n := _number(a, "a")) is not None}
         missing = acked - found
         if missing:
@@ -287,7 +294,7 @@ def server_kills(
         if life.pin_acked_at is not None and kill_at - life.pin_acked_at > PIN_DURABLE_AFTER_S:
             expected_pins.add(pin)
         state = load_state(root, user)
-        check_problems(state, 0)
+        check_problems(state, 0, root)
         missing = acked - state.answers
         if missing:
             raise CrashCheckFailed(

@@ -101,13 +101,13 @@ def answered(tmp_path_factory: pytest.TempPathFactory):
             for _ in range(2)
         ]
         server.close()
-    answers_dir = Path(results[0]["path"]).parent
+    answers_dir = Path(results[0]["path"]).parent.parent
     return results, again, answers_dir
 
 
 def test_answers_keep_at_most_50_files(answered) -> None:
     results, again, answers_dir = answered
-    files = sorted(answers_dir.glob("*.md"))
+    files = sorted(answers_dir.glob("*/*.md"))
     print(
         f"\n[bounded: answers] {EXPLAINS + 2} explains, {len(files)} files in {answers_dir.name}/"
     )

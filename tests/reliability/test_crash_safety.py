@@ -102,7 +102,7 @@ def test_torn_last_line_is_skipped_reported_and_never_glued(tmp_path: Path) -> N
         assert "a1" in contents and "never acknowledged" not in contents
         problems = fresh.store.take_problems()
         assert problems and all("skipped" in p and "damaged line" in p for p in problems)
-        assert "moved" not in " ".join(problems)
+        assert "moved to .ctx/corrupt/" in " ".join(problems)  # set aside: told once
         fresh.append(ChatMessage("user", f"q-after-{cut}"))
         again = History(CtxStore(tmp_path, ("users", "u")))
         assert again.load()[-1].content == f"q-after-{cut}"

@@ -241,10 +241,12 @@ export class Controller implements vscode.Disposable {
             ),
         },
         window: {
-          // Answers saved under .ctx/…/answers/*.md open as a rendered preview beside the code.
+          // Answers saved under .ctx/…/answers/<time>/*.md open as a rendered preview beside
+          // the code.
           showDocument: async (params, token, next) => {
             const uri = vscode.Uri.parse(params.uri);
-            if (uri.scheme === 'file' && /\/\.ctx\/(.+\/)?answers\/[^/]+\.md$/.test(uri.path)) {
+            const answer = /\/\.ctx\/(.+\/)?answers\/([^/]+\/)?[^/]+\.md$/;
+            if (uri.scheme === 'file' && answer.test(uri.path)) {
               try {
                 await vscode.commands.executeCommand('markdown.showPreviewToSide', uri);
                 return { success: true };
