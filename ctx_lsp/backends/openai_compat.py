@@ -105,12 +105,12 @@ class Backend:
         #: prompt-too-long error)
         self.context_window: int | None = None
         self._prepared = False
+        self._calls = 0  # in flight: closing when idle waits for them
+        self._idle: asyncio.Event | None = None
 
     @property
     def model(self) -> str:
         return self._served_model or self.config.model
-        self._calls = 0  # in flight: closing when idle waits for them
-        self._idle: asyncio.Event | None = None
 
     def describe(self) -> str:
         return f"{self.model} at {self.base_url}"
