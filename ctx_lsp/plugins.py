@@ -7,8 +7,10 @@ A plugin subclasses :class:`Plugin` and overrides the hooks it needs (all are no
     ticket = "ctx_ticket_plugin:TicketPlugin"
 
 The entry point names a :class:`Plugin` subclass (instantiated with no arguments) or a
-ready instance. Hooks other than command handlers run on the server's event loop for every
-prompt or code-action request: they must be quick. Command handlers may be ``async``.
+ready instance. Hooks other than command handlers run for every prompt or code-action
+request: they must be quick. ``context()`` runs on a thread of its own with a time limit
+(`CONTEXT_TIMEOUT_S`): a plugin over it is disabled and said so once, and the prompt goes
+without it. Command handlers may be ``async``.
 
 Faults are contained: a plugin that fails to load is skipped; a hook that raises or returns
 the wrong type disables its plugin. Either is reported once through :meth:`take_problems`
@@ -21,6 +23,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import threading
+import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from importlib import metadata
@@ -36,6 +40,8 @@ ENTRY_POINT_GROUP = "ctx_lsp.plugins"
 RESERVED_PREFIX = "ctx."
 #: Context text longer than this is cut: a plugin must not crowd out the code.
 MAX_CONTEXT_CHARS = 4000
+#: Seconds all plugins' ``context()`` together may take for one prompt.
+CONTEXT_TIMEOUT_S = 1.0
 
 Handler = Callable[["CommandContext", dict[str, Any]], Any]
 
@@ -162,11 +168,18 @@ class PluginManager:
                 out.append(t if t.source != "builtin" else dataclasses.replace(t, source=source))
         return out
 
-    def context(self, request: ContextRequest) -> list[str]:
-        """Each active plugin's text for ``request`` (empty answers left out)."""
+    def context(self, request: ContextRequest, timeout_s: float = CONTEXT_TIMEOUT_S) -> list[str]:
+        """Each active plugin's text for ``request`` (empty answers left out), within
+        `timeout_s` for all of them: the one that runs out of it is disabled."""
         out: list[str] = []
+        deadline = time.monotonic() + timeout_s
         for plugin in self.active():
-            text = self._call(plugin, "context", request)
+            done, text = _bounded(
+                lambda p=plugin: self._call(p, "context", request), deadline - time.monotonic()
+            )
+            if not done:
+                self._disable(plugin, f"context() took longer than {timeout_s:g} s")
+                continue
             if text is _FAILED or not text or not text.strip():
                 continue
             text = text.strip()
@@ -257,6 +270,17 @@ class PluginManager:
     def _problem(self, message: str, exc: BaseException | None = None) -> None:
         log.error("%s", message, exc_info=exc)
         self.problems.append(message)
+
+
+def _bounded(call: Callable[[], Any], timeout_s: float) -> tuple[bool, Any]:
+    """(True, result) of `call` run on a thread of its own, or (False, None) when it has not
+    finished within `timeout_s`. The thread is a daemon: a hook that never returns holds
+    neither the caller nor the process's exit."""
+    box: list[Any] = []
+    thread = threading.Thread(target=lambda: box.append(call()), daemon=True, name="ctx-plugin")
+    thread.start()
+    thread.join(max(timeout_s, 0.0))
+    return (True, box[0]) if box else (False, None)
 
 
 def _describe(exc: BaseException) -> str:

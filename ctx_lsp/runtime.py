@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -29,19 +28,11 @@ from ctx_lsp.workspace.context import prompt_summary, snapshot
 from ctx_lsp.workspace.exclusion import ANSWER_TTL_S
 from ctx_lsp.workspace.folder import Folder
 from ctx_lsp.workspace.pins import read_pinned
+from ctx_lsp.workspace.stamps import mtime_ns, settled
 
 log = logging.getLogger(__name__)
 
 #: A folder changed this recently (ns) may change again within the same mtime tick.
-_RACY_NS = 2_000_000_000
-
-
-def _mtime_ns(path: Path) -> int:
-    """The modification time, -1 for a missing file (a stamp entry either way)."""
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return -1
 
 
 def close_later(backend: Backend) -> None:
@@ -137,24 +128,24 @@ class Runtime:
         files = [user, self.trust.path] + [workspace_config_path(r) for r in self.folders]
         for d in dirs:
             files.append(d)
-            files += self._templates_in(d, _mtime_ns(d))
+            files += self._templates_in(d, mtime_ns(d))
         return files
 
-    def _templates_in(self, folder: Path, mtime_ns: int) -> list[Path]:
+    def _templates_in(self, folder: Path, stamp: int) -> list[Path]:
         """The `*.md` files of a template folder, listed again only when the folder's mtime
         (which adding, removing or renaming a file changes) moved or is too recent to trust."""
-        if mtime_ns < 0:
+        if stamp < 0:
             return []
         cached = self._listings.get(folder)
-        if cached is not None and cached[0] == mtime_ns:
+        if cached is not None and cached[0] == stamp:
             return cached[1]
         found = sorted(folder.glob("*.md"))
-        if time.time_ns() - mtime_ns > _RACY_NS:
-            self._listings[folder] = (mtime_ns, found)
+        if settled(stamp):
+            self._listings[folder] = (stamp, found)
         return found
 
     def _config_stamp(self) -> tuple[tuple[str, int], ...]:
-        return tuple((str(path), _mtime_ns(path)) for path in self.config_files())
+        return tuple((str(path), mtime_ns(path)) for path in self.config_files())
 
     @property
     def config_stamp(self) -> tuple[tuple[str, int], ...]:
@@ -215,7 +206,7 @@ class Runtime:
         found, errs = templates_from_tables(tables, str(path))
         problems += errs
         template_dir = root / ".ctx" / "templates"
-        template_files = self._templates_in(template_dir, _mtime_ns(template_dir))
+        template_files = self._templates_in(template_dir, mtime_ns(template_dir))
         names = sorted({t.name for t in found} | {f.name[:-3] for f in template_files})
         held = HeldBack(root, risky, tuple(names))
         templates = library()
@@ -373,12 +364,7 @@ class Runtime:
         equal to these (a text compares by identity first)."""
         now = time.monotonic()
         memo = self._readable.get(folder.root)
-        if (
-            memo is not None
-            and now - memo[0] < ANSWER_TTL_S
-            and memo[1] == registered_count()
-            and memo[2] == open_docs
-        ):
+        if self._fresh(memo, now, open_docs):
             return list(memo[3])
         docs = [
             d if (masked := redact(d.text)) is d.text else replace(d, text=masked)
@@ -387,6 +373,24 @@ class Runtime:
         ]
         self._readable[folder.root] = (now, registered_count(), list(open_docs), docs)
         return list(docs)
+
+    def _fresh(self, memo: Any, now: float, open_docs: list[OpenDoc]) -> bool:
+        return (
+            memo is not None
+            and now - memo[0] < ANSWER_TTL_S
+            and memo[1] == registered_count()
+            and memo[2] == open_docs
+        )
+
+    def quick_view(self, folder: Folder, open_docs: list[OpenDoc]) -> bool:
+        """True when `view` would read no file, mask no text and call no plugin: the open
+        documents are as last masked, and nothing is pinned or plugged in."""
+        memo = self._readable.get(folder.root)
+        return (
+            not folder.pinned
+            and not self.plugins.active()
+            and self._fresh(memo, time.monotonic(), open_docs)
+        )
 
     def view(
         self,

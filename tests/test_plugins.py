@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import warnings
 from importlib.metadata import EntryPoint
 from pathlib import Path
@@ -104,6 +105,17 @@ class AsyncContext(Plugin):
 class WrongTypes(Plugin):
     def templates(self) -> list[Template]:
         return ["not a template"]  # type: ignore[list-item]
+
+
+class Stuck(Plugin):
+    """A context() that waits on something that never comes (a tracker that hangs)."""
+
+    name = "stuck"
+    release = threading.Event()
+
+    def context(self, request: ContextRequest) -> str | None:
+        self.release.wait(30)
+        return "too late"
 
 
 class Wordy(Plugin):
@@ -219,6 +231,17 @@ def test_a_hook_returning_the_wrong_type_disables_its_plugin(plugin: str, hook: 
         assert m.context(CTX) == ["greetings from demo on main"]
     (message,) = m.take_problems()
     assert message == f"plugin 'odd' disabled: {hook}() returned {want}"
+
+
+def test_a_context_hook_over_the_time_limit_is_disabled_once_and_the_prompt_goes_on():
+    m = manager(ep("stuck", "Stuck"), ep("good", "Greeter"))
+    try:
+        assert m.context(CTX, timeout_s=0.2) == ["greetings from demo on main"]
+        assert m.take_problems() == ["plugin 'stuck' disabled: context() took longer than 0.2 s"]
+        assert m.context(CTX, timeout_s=0.2) == ["greetings from demo on main"]
+        assert m.take_problems() == []  # disabled: not called, not reported again
+    finally:
+        Stuck.release.set()
 
 
 def test_templates_are_labelled_with_their_plugin():

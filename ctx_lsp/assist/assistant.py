@@ -301,13 +301,16 @@ class Assistant:
             if self.cache is not None
             else ""
         )
-        if self.cache is not None and (hit := self.cache.get(key)) is not None:
+        if self.cache is not None and (hit := await self.cache.lookup(key)) is not None:
             log.info("%s answered from the cache", req.kind)
             if on_delta is not None:
                 on_delta(hit)
             recorded = ""
             if req.record and req.kind != "completion":
-                recorded = self.record(req, hit, Usage(), self.settings.model)
+                # the append (a file lock and an fsync) on a worker thread
+                recorded = await asyncio.to_thread(
+                    self.record, req, hit, Usage(), self.settings.model
+                )
             return Answer(hit, True, Usage(), built, recorded)
         if req.window is not None and getattr(self.backend, "supports_raw_completion", False):
             # a small local model continues code far better than it follows a chat prompt
@@ -326,7 +329,7 @@ class Assistant:
         text = completion.text if req.allow_empty else require_text(completion)
         text = _valid_text(redact(text, self._secrets))
         if self.cache is not None and text.strip():
-            self.cache.put(key, text)
+            self.cache.store(key, text)
         if req.record and req.kind == "completion" and text.strip():
             # not part of the conversation in prompts: recorded off the request path
             exchange = self.exchange(req, text, completion.usage, completion.model)
@@ -336,7 +339,9 @@ class Assistant:
                 asyncio.get_running_loop().run_in_executor(None, self._append, exchange)
         recorded = ""
         if req.record and req.kind != "completion" and text.strip():
-            recorded = self.record(req, text, completion.usage, completion.model)
+            recorded = await asyncio.to_thread(
+                self.record, req, text, completion.usage, completion.model
+            )
         return Answer(text, False, completion.usage, built, recorded)
 
     def record(self, req: Request, answer: str, usage: Usage, model: str, cut: bool = False) -> str:

@@ -277,6 +277,8 @@ class Backend:
         return self._client
 
     async def _retrying(self, call: Callable[[AsyncOpenAI], Awaitable[_T]]) -> _T:
+        if self._client is None:  # the first call imports openai (~0.4 s): not on the loop
+            await asyncio.to_thread(self._get_client)
         client = self._get_client()
         self._calls += 1
         try:
@@ -435,3 +437,27 @@ async def _post(client: AsyncOpenAI, path: str, body: dict[str, Any], stream: bo
             path, body=body, cast_to=ChatCompletion, stream=True, stream_cls=AsyncStream[chunk]
         )
     return await client.post(path, body=body, cast_to=bytes)
+
+
+def warm_up() -> None:
+    """Imports openai (~0.4 s, ~23 MB) and loads the tokenizer (~40 MB): at the first edit,
+    not at start, so that a server nobody types in stays small. Reading a first answer and a
+    first stream chunk builds the client's validators (~12 ms each), which would otherwise
+    happen on the event loop with the first real answer."""
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+    from ctx_lsp.text.tokens import count_tokens
+
+    count_tokens("warm up")
+    head = {"id": "warm-up", "created": 0, "model": "warm-up"}
+    ChatCompletion.construct(
+        **head,
+        object="chat.completion",
+        choices=[{"index": 0, "finish_reason": "stop", "message": {"role": "assistant"}}],
+        usage={"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    )
+    ChatCompletionChunk.construct(
+        **head,
+        object="chat.completion.chunk",
+        choices=[{"index": 0, "finish_reason": None, "delta": {"content": ""}}],
+    )

@@ -13,8 +13,8 @@ import json
 import logging
 import os
 import sys
-from collections import OrderedDict
 from collections.abc import Coroutine
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +28,23 @@ from pygls.exceptions import (
     JsonRpcParseError,
 )
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol
+from pygls.protocol import LanguageServerProtocol, default_converter
 from pygls.protocol.language_server import lsp_method
 from pygls.uris import to_fs_path
 
 from ctx_lsp import __version__
 from ctx_lsp.assist.assistant import Assistant
 from ctx_lsp.assist.tasks import View
-from ctx_lsp.backends.openai_compat import BackendError
+from ctx_lsp.backends.openai_compat import BackendError, warm_up
 from ctx_lsp.config.settings import Layer, Settings
 from ctx_lsp.runtime import Runtime
-from ctx_lsp.server.reader import Reframed, answer_without_id
+from ctx_lsp.server import memory
+from ctx_lsp.server.reader import answer_without_id
 from ctx_lsp.server.records import DeferredRecords
 from ctx_lsp.server.scheduling import LatestOnly
 from ctx_lsp.text.documents import Document, DocumentStore
 from ctx_lsp.text.opendoc import OpenDoc
+from ctx_lsp.text.textkey import LruMemo
 from ctx_lsp.workspace.folder import Folder
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,12 @@ SESSION_SAVE_DELAY_S = 1.0
 COMMAND_PARAMS: contextvars.ContextVar[types.ExecuteCommandParams | None] = contextvars.ContextVar(
     "ctx_command_params", default=None
 )
+#: Seconds after the last large message before freed memory is handed back.
+TRIM_DELAY_S = 0.5
+#: Writes session files for the event loop, one at a time (an atomic write ends in fsync).
+_SESSION_WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ctx-session")
+#: Finished suggestions remembered in memory (the persistent cache backs them up).
+SUGGESTION_MEMO_SIZE = 256
 
 
 class AlreadyAnswered(JsonRpcInvalidParams):
@@ -62,11 +70,20 @@ class AlreadyAnswered(JsonRpcInvalidParams):
 
 class CtxProtocol(LanguageServerProtocol):
     """Skips pygls' own text documents: they re-split the whole text on every
-    keystroke. Our `DocumentStore` (fed by our handlers) owns the text instead."""
+    keystroke. Our `DocumentStore` (fed by our handlers) owns the text instead.
+
+    Every method here overrides pygls 2 (checked against 2.1.1; pyproject pins `<3`). Those
+    of pygls' own `@lsp_method` handlers are the way pygls documents for replacing a built-in
+    feature; `structure_message`, `handle_message` and `_execute_handler` are internals with
+    no public hook, each kept for the reason in its docstring (no upstream issue found for
+    any of the three; `tests/reliability/test_framing.py`, `test_fuzz.py` and
+    `test_server_notifications.py` fail if pygls changes under them). The stdio loop itself
+    is ours (`inbox`), not an override."""
 
     def structure_message(self, data: Any) -> Any:
         """pygls drops a request whose params do not fit the LSP types without answering
-        it, leaving the client waiting forever: answer it with an error instead."""
+        it, leaving the client waiting forever: answer it with an error instead. (pygls
+        2.1.1; `_send_response` is private, and no public call answers a request by id.)"""
         try:
             return super().structure_message(data)
         except Exception:
@@ -90,7 +107,8 @@ class CtxProtocol(LanguageServerProtocol):
 
     def handle_message(self, message: Any) -> None:
         """JSON that is not an object, or an object without "jsonrpc", comes here as plain
-        data, which pygls fails on: answer it as JSON-RPC says, Invalid Request with id null."""
+        data, which pygls fails on: answer it as JSON-RPC says, Invalid Request with id null.
+        (pygls 2.1.1 reads `message.jsonrpc` of whatever `json.loads` gave.)"""
         if message is None or isinstance(message, (dict, list, str, int, float)):
             log.warning("not a JSON-RPC message: %.80r", message)
             answer_without_id(self, JsonRpcInvalidRequest())
@@ -100,7 +118,9 @@ class CtxProtocol(LanguageServerProtocol):
     def _execute_handler(self, msg_id: Any, handler: Any, callback: Any, *a: Any, **kw: Any):
         """pygls keeps the future of every notification whose handler is a generator, a
         coroutine or a thread function under a fresh id, and forgets to drop it: one per
-        didChange, for the life of the server. Drop it when it is done."""
+        didChange, for the life of the server. Drop it when it is done. (pygls 2.1.1,
+        `JsonRPCProtocol._handle_notification`; a private method, and the only place that
+        sees the id. The text-sync notifications no longer come here (`inbox`), others do.)"""
         super()._execute_handler(msg_id, handler, callback, *a, **kw)
         if callback != self._check_handler_result:  # a request: pygls pops it as it answers
             return
@@ -131,7 +151,8 @@ class CtxProtocol(LanguageServerProtocol):
     @lsp_method(types.WORKSPACE_EXECUTE_COMMAND)
     async def lsp_workspace__execute_command(self, params: types.ExecuteCommandParams) -> Any:
         """pygls runs commands as a sub-task that $/cancelRequest never reaches; running
-        the command in the request's own task makes cancel abort the model call."""
+        the command in the request's own task makes cancel abort the model call. (pygls
+        2.1.1, `LanguageServerProtocol.lsp_workspace__execute_command`.)"""
         handler = self.fm.commands.get(params.command)
         if handler is None:
             raise JsonRpcInvalidParams(f"unknown command {params.command!r}")
@@ -153,16 +174,22 @@ class CtxServer(LanguageServer):
         self._told: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._save_handle: asyncio.TimerHandle | None = None
+        self._trim_handle: asyncio.TimerHandle | None = None
         self.scheduler = LatestOnly()
         self._places: dict[str, tuple[Folder | None, str]] = {}
         #: finished suggestions by everything their prompt depends on: a repeat costs a lookup
-        self.suggestions: OrderedDict[tuple[Any, ...], str] = OrderedDict()
+        self.suggestions: LruMemo[str] = LruMemo(SUGGESTION_MEMO_SIZE)
         self.records = DeferredRecords()
         #: the client has had the initialize answer: requests to it (asking trust) may go
         self.initialized = False
         self.asked_trust: set[str] = set()
         #: the client sends workspace/didChangeWatchedFiles: no stat scans of the index needed
         self.watching_files = False
+        self._warm = False
+        #: LSP types ⇄ JSON for command arguments and results (pygls' own factory)
+        self.converter = default_converter()
+        #: after the shutdown request: text-sync notifications go to pygls, which ignores them
+        self.shut_down = False
 
     # -- messages to the user: once per distinct text --------------------------
     def tell(
@@ -188,9 +215,13 @@ class CtxServer(LanguageServer):
         self._told = {k for k in self._told if not k.startswith("backend:")}
 
     def start_io(self, stdin: Any = None, stdout: Any = None) -> None:
-        """pygls' reader loop skips or misreads some malformed frames, so it reads stdin
-        through `Reframed`, which turns each of them into a parse error (see `reader`)."""
-        super().start_io(Reframed(stdin or sys.stdin.buffer), stdout)
+        """Our own stdio loop (`inbox`) in place of pygls' `start_io` (a public method meant
+        to be the entry point): frames read leniently on a thread (`reader`), every
+        malformed one answered, text-sync notifications applied without lsprotocol objects.
+        TCP (`start_tcp`) stays pygls' own."""
+        from ctx_lsp.server.inbox import serve_stdio
+
+        serve_stdio(self, stdin or sys.stdin.buffer, stdout or sys.stdout.buffer)
 
     def shutdown(self) -> None:
         """The end of the server, however it comes (shutdown request, exit, stdin closed)."""
@@ -244,10 +275,20 @@ class CtxServer(LanguageServer):
         return self.rt.folders
 
     def apply_settings(self) -> None:
-        problems = self.rt.load(
+        self._settings_loaded(self.rt.load(*self._client_layers()))
+
+    async def apply_settings_off_loop(self) -> None:
+        """`apply_settings` with the files read and the templates parsed on a worker thread
+        (tens of milliseconds); jobs meanwhile use the settings in force."""
+        self._settings_loaded(await asyncio.to_thread(self.rt.load, *self._client_layers()))
+
+    def _client_layers(self) -> tuple[Layer, Layer]:
+        return (
             Layer("initializationOptions", _ctx_section(self.init_options)),
             Layer("workspace/configuration", _ctx_section(self.client_settings)),
         )
+
+    def _settings_loaded(self, problems: list[str]) -> None:
         for problem in problems:
             self.tell(problem)
         self.report_store_problems()
@@ -302,7 +343,11 @@ class CtxServer(LanguageServer):
         return out
 
     def document_changed(self, uri: str) -> None:
-        """Suggestions in flight for this document are stale now."""
+        """Suggestions in flight for this document are stale now. The first edit warms up
+        what the first suggestion needs (`warm_up`)."""
+        if not self._warm:
+            self._warm = True
+            self.run_task(asyncio.to_thread(warm_up), "warm up")
         self.scheduler.supersede(f"inline:{uri}")
         self.scheduler.supersede(f"completion:{uri}")
 
@@ -322,8 +367,10 @@ class CtxServer(LanguageServer):
         elif folder.refresh_scope(self.settings_for(folder)):
             log.info("session switched to %s", "/".join(folder.scope))
 
-    def view(self, folder: Folder, refresh: bool = True) -> View:
-        """What a job sees: open documents (unsaved text), pinned files, the summary."""
+    async def view(self, folder: Folder, refresh: bool = True) -> View:
+        """What a job sees: open documents (unsaved text), pinned files, the summary. Built
+        on a worker thread unless it costs nothing (`Runtime.quick_view`): it may mask
+        edited documents, read pinned files and wait for plugins."""
         from ctx_lsp.server import indexing
 
         if refresh:
@@ -331,21 +378,39 @@ class CtxServer(LanguageServer):
         indexing.scan_soon(self, folder)
         documents = self.folder_documents(folder)
         docs = [OpenDoc(d.uri, rel, d.language_id, d.text, d.modified) for rel, d, _ in documents]
-        view = self.rt.view(folder, docs, documents)
+        if self.rt.quick_view(folder, docs):
+            view = self.rt.view(folder, docs, documents)
+        else:
+            view = await asyncio.to_thread(self.rt.view, folder, docs, documents)
         for problem in self.rt.plugins.take_problems():  # a plugin's context() failed
             self.tell(problem)
         return view
+
+    def release_memory_soon(self) -> None:
+        """After a burst of large messages (opening many big files), hand the freed heap back
+        once it is over (`memory.release` on a worker thread), not every 30 s later."""
+        if self._trim_handle is not None:
+            self._trim_handle.cancel()
+
+        def trim() -> None:
+            self._trim_handle = None
+            self.run_task(asyncio.to_thread(memory.release), "release memory")
+
+        self._trim_handle = asyncio.get_running_loop().call_later(TRIM_DELAY_S, trim)
 
     def schedule_session_save(self) -> None:
         if self._save_handle is not None:
             self._save_handle.cancel()
         loop = asyncio.get_running_loop()
-        self._save_handle = loop.call_later(SESSION_SAVE_DELAY_S, self.save_sessions)
+        self._save_handle = loop.call_later(SESSION_SAVE_DELAY_S, self.save_sessions, True)
 
-    def save_sessions(self) -> None:
+    def save_sessions(self, background: bool = False) -> list[Future[None]]:
+        """Each folder's session as it is now; written on the session writer thread (one at a
+        time, in order) when `background` (the futures of those writes), else here."""
         from ctx_lsp.store.session import FileRecord
 
         self._save_handle = None
+        writes: list[Future[None]] = []
         for folder in self.folders.values():
             docs = self.folder_documents(folder)
             records = [FileRecord(rel, d.language_id, d.modified, d.modified) for rel, d, _ in docs]
@@ -353,7 +418,11 @@ class CtxServer(LanguageServer):
             env_names = [n for n in allowed if n in self.env]
             branch = folder.git.branch()
             folder.update_session(records, env_names, branch.branch or branch.head)
-            folder.save_session()
+            if background:
+                writes.append(_SESSION_WRITER.submit(folder.save_session))
+            else:
+                folder.save_session()
+        return writes
 
 
 def _ctx_section(value: Any) -> Any:

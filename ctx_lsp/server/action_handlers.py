@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import PurePosixPath
 from typing import Any, TypeVar
@@ -11,6 +12,7 @@ from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInva
 
 from ctx_lsp import commands
 from ctx_lsp.assist import tasks
+from ctx_lsp.assist.assistant import Assistant
 from ctx_lsp.assist.completion import completion_request
 from ctx_lsp.backends.openai_compat import BackendError
 from ctx_lsp.prompting.prompt import BudgetError
@@ -27,11 +29,19 @@ from ctx_lsp.server.edits import (
 )
 from ctx_lsp.server.progress import Progress
 from ctx_lsp.text.documents import DocumentError
-from ctx_lsp.workspace.folder import PathError
+from ctx_lsp.workspace.folder import Folder, PathError
 
 T = TypeVar("T")
 EXPLAIN_KIND = types.CodeActionKind.Refactor + ".ctx.explain"
 TESTS_KIND = types.CodeActionKind.Refactor + ".ctx.tests"
+
+
+async def with_view(
+    ls: CtxServer, folder: Folder, job: Callable[[Assistant, tasks.View], Awaitable[T]]
+) -> T:
+    """`job` with the folder's assistant (settings refreshed first) and its view."""
+    assistant = ls.assistant(folder)
+    return await job(assistant, await view(ls, folder))
 
 
 async def guarded(ls: CtxServer, work: Callable[[], Awaitable[T]]) -> T:
@@ -63,7 +73,7 @@ def _resolves_edits(ls: CtxServer) -> bool:
 
 def _structure(ls: CtxServer, value: Any, kind: type[T], name: str) -> T:
     try:
-        return ls.protocol._converter.structure(value, kind)
+        return ls.converter.structure(value, kind)
     except Exception as exc:
         raise JsonRpcInvalidParams(f"'{name}' is malformed: {exc}") from None
 
@@ -94,7 +104,7 @@ def register(server: CtxServer) -> None:
         except JsonRpcException:
             return []
         resolve = _resolves_edits(ls)
-        rng = ls.protocol._converter.unstructure(params.range)
+        rng = ls.converter.unstructure(params.range)
         what = f"{region.kind} {region.name}" if region.name else region.kind
         actions = [
             types.CodeAction(
@@ -111,7 +121,7 @@ def register(server: CtxServer) -> None:
             message = (
                 diag.message.strip().splitlines()[0][:100] if diag.message.strip() else "error"
             )
-            args = {"uri": uri, "diagnostic": ls.protocol._converter.unstructure(diag)}
+            args = {"uri": uri, "diagnostic": ls.converter.unstructure(diag)}
             action = types.CodeAction(
                 title=f"Fix: {message}", kind=types.CodeActionKind.QuickFix, diagnostics=[diag]
             )
@@ -161,18 +171,16 @@ def register(server: CtxServer) -> None:
         async with Progress(ls, "ctx: explaining", _token(obj)) as p:
             answer = await guarded(
                 ls,
-                lambda: tasks.explain(
-                    ls.assistant(t.folder), view(ls, t.folder), t.open_doc(), region, p.stream
+                lambda: with_view(
+                    ls, t.folder, lambda a, v: tasks.explain(a, v, t.open_doc(), region, p.stream)
                 ),
             )
         first, _ = t.doc.position_at(region.start)
         last, _ = t.doc.position_at(max(region.start, region.end - 1))
         title = f"{t.rel}:{first + 1} {region.name or region.kind}"
-        path = save_answer(
-            t.folder,
-            f"explain {PurePosixPath(t.rel).name} {first + 1}-{last + 1}",
-            f"# Explanation of {title}\n\n{answer.text}\n",
-        )
+        name = f"explain {PurePosixPath(t.rel).name} {first + 1}-{last + 1}"
+        text = f"# Explanation of {title}\n\n{answer.text}\n"
+        path = await asyncio.to_thread(save_answer, t.folder, name, text)
         shown = await show(ls, path)
         return {"text": answer.text, "path": str(path), "shown": shown, "cached": answer.cached}
 
@@ -191,7 +199,7 @@ def register(server: CtxServer) -> None:
                 )
             )
             applied = bool(result and result.applied)
-        return {"text": fixed, "applied": applied, "edit": ls.protocol._converter.unstructure(edit)}
+        return {"text": fixed, "applied": applied, "edit": ls.converter.unstructure(edit)}
 
     @server.command(commands.GENERATE_TESTS)
     async def generate_tests(ls: CtxServer, *args: Any) -> dict[str, Any]:
@@ -205,9 +213,9 @@ def register(server: CtxServer) -> None:
         )
         applied = bool(result and result.applied)
         rel = t.folder.relpath(path)
-        answer = save_answer(
-            t.folder, f"tests {PurePosixPath(rel).name}", f"# Tests for {t.rel}\n\n```\n{code}```\n"
-        )
+        text = f"# Tests for {t.rel}\n\n```\n{code}```\n"
+        name = f"tests {PurePosixPath(rel).name}"
+        answer = await asyncio.to_thread(save_answer, t.folder, name, text)
         shown = await show(ls, path if applied else answer)
         return {"text": code, "path": rel, "applied": applied, "shown": shown}
 
@@ -221,8 +229,8 @@ def register(server: CtxServer) -> None:
         async with Progress(ls, "ctx: writing the commit message", _token(obj)) as p:
             message, was_staged = await guarded(
                 ls,
-                lambda: tasks.commit_message(
-                    ls.assistant(folder), view(ls, folder), staged, p.stream
+                lambda: with_view(
+                    ls, folder, lambda a, v: tasks.commit_message(a, v, staged, p.stream)
                 ),
             )
         return {"text": message, "staged": was_staged, "root": str(folder.root)}
@@ -232,20 +240,20 @@ def register(server: CtxServer) -> None:
         obj = commands.one_object(list(args))
         folder = folder_arg(ls, obj)
         async with Progress(ls, "ctx: summarizing the history", _token(obj)):
-            text = await guarded(
-                ls, lambda: tasks.summarize(ls.assistant(folder), view(ls, folder))
-            )
+            text = await guarded(ls, lambda: with_view(ls, folder, tasks.summarize))
         return {"text": text}
 
     @server.command(commands.SHOW_PROMPT)
-    def show_prompt(ls: CtxServer, *args: Any) -> dict[str, Any]:
+    async def show_prompt(ls: CtxServer, *args: Any) -> dict[str, Any]:
         """Dry run: exactly what a completion at {uri, position} would send, masked."""
         obj = commands.one_object(list(args))
         t = target(ls, obj.get("uri"))
         position = _structure(ls, obj.get("position"), types.Position, "position")
         start, _ = offsets(t.doc, types.Range(start=position, end=position))
         req = completion_request(ls.settings_for(t.folder), t.uri, t.doc, t.rel, start)
-        built = ls.assistant(t.folder).build(req, *_view_parts(ls, t.folder))
+        assistant = ls.assistant(t.folder)
+        v = await view(ls, t.folder)
+        built = assistant.build(req, v.docs, v.summary)
         text = "\n\n".join(f"--- {m.role} ---\n{m.content}" for m in built.messages)
         if built.picks:
             text += "\n\n--- definitions chosen, and why ---\n" + "\n".join(built.picks)
@@ -256,11 +264,6 @@ def register(server: CtxServer) -> None:
             "dropped": built.dropped,
             "definitions": list(built.picks),
         }
-
-
-def _view_parts(ls: CtxServer, folder: Any) -> tuple[Any, str]:
-    v = view(ls, folder)
-    return v.docs, v.summary
 
 
 def _token(obj: dict[str, Any]) -> Any:

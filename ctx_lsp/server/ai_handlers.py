@@ -26,10 +26,6 @@ def _cursor(doc: Document, position: types.Position) -> tuple[int, int, int]:
     return offset, line, char
 
 
-#: Finished suggestions remembered in memory (the persistent cache backs them up).
-MEMO_SIZE = 256
-
-
 def _memo_key(ls: CtxServer, folder: Folder, uri: str, version: int, offset: int) -> tuple:
     """Everything a completion prompt depends on, cheap to compute: documents and their
     versions, settings, branch, pins, conversation and templates."""
@@ -63,13 +59,12 @@ async def suggest(ls: CtxServer, uri: str, position: types.Position, channel: st
     settings = ls.settings_for(folder)
     key = _memo_key(ls, folder, uri, version, offset) if settings.cache else None
     if key is not None and (hit := ls.suggestions.get(key)) is not None:
-        ls.suggestions.move_to_end(key)
         return hit
 
     async def work() -> str:
         req = completion_request(ls.settings_for(folder), uri, doc, rel, offset)
         assistant = ls.assistant(folder)  # takes edited config files in first
-        view = ls.view(folder, refresh=False)
+        view = await ls.view(folder, refresh=False)
         answer = await assistant.run(req, view.docs, view.summary)
         assert req.window is not None
         return clean_completion(answer.text, *req.window)
@@ -83,9 +78,7 @@ async def suggest(ls: CtxServer, uri: str, position: types.Position, channel: st
     if not text or doc.version != version or ls.documents.get(uri) is not doc:
         return ""
     if key is not None:
-        ls.suggestions[key] = text
-        while len(ls.suggestions) > MEMO_SIZE:
-            ls.suggestions.popitem(last=False)
+        ls.suggestions.put(key, text)
     return text
 
 

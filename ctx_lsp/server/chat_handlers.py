@@ -70,7 +70,7 @@ def register(server: CtxServer) -> None:
                 selection = (start, end) if end > start else None
         else:
             folder = ls.default_folder()
-        view = ls.view(folder)
+        view = await ls.view(folder)
         question = chat.parse(a.question)
         names = [*a.files, *question.mentions]
         open_docs = {d.path: d for d in view.docs}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import time
@@ -71,8 +72,8 @@ def region_for(t: Target, rng: types.Range) -> Region:
     return enclosing_region(doc, start, end)
 
 
-def view(ls: CtxServer, folder: Folder) -> tasks.View:
-    return ls.view(folder)
+async def view(ls: CtxServer, folder: Folder) -> tasks.View:
+    return await ls.view(folder)
 
 
 def lsp_range(doc: Document, start: int, end: int) -> types.Range:
@@ -107,7 +108,8 @@ async def fix_edit(
     version = t.doc.version
     a = ls.assistant(t.folder)
     on_delta = progress.stream if progress else None
-    fixed = await tasks.fix(a, view(ls, t.folder), t.open_doc(), span, diagnostic.message, on_delta)
+    v = await view(ls, t.folder)
+    fixed = await tasks.fix(a, v, t.open_doc(), span, diagnostic.message, on_delta)
     if t.doc.version != version:
         raise tasks.TaskError("the file changed while the fix was being written; try again")
     edit = types.TextDocumentEdit(
@@ -121,10 +123,11 @@ async def tests_edit(
     ls: CtxServer, t: Target, rng: types.Range, progress: Progress | None = None
 ) -> tuple[types.WorkspaceEdit, str, Path]:
     region = region_for(t, rng)
-    plan = plan_tests(t.folder.root, t.rel, t.doc.language_id)
+    # looks through the project's test folders: off the event loop
+    plan = await asyncio.to_thread(plan_tests, t.folder.root, t.rel, t.doc.language_id)
     a = ls.assistant(t.folder)
     on_delta = progress.stream if progress else None
-    code = await tasks.tests(a, view(ls, t.folder), t.open_doc(), region, plan, on_delta)
+    code = await tasks.tests(a, await view(ls, t.folder), t.open_doc(), region, plan, on_delta)
     path = t.folder.root / plan.test_path
     uri = path.as_uri()
     open_test = ls.documents.get(uri)

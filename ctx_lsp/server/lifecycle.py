@@ -37,8 +37,6 @@ def register(server: CtxServer) -> None:
 
     @server.feature(types.INITIALIZED)
     async def initialized(ls: CtxServer, params: types.InitializedParams) -> None:
-        # the first suggestion should not pay for importing openai and loading the tokenizer
-        ls.run_task(asyncio.to_thread(warm_up), "warm up")
         ls.initialized = True
         if not await pull_configuration(ls):
             ls.apply_settings()  # asks about held-back workspace files, now that it may
@@ -71,6 +69,7 @@ def register(server: CtxServer) -> None:
 
     @server.feature(types.SHUTDOWN)
     async def shutdown(ls: CtxServer, params: None) -> None:
+        ls.shut_down = True  # text-sync notifications go to pygls now, which ignores them
         # pygls 2 cancels the requests in flight while iterating over them, and a future whose
         # done callback drops it (see CtxProtocol) would change that dict under it: cancel them
         # here, from a copy, first (a question still open in the client is one of them).
@@ -83,14 +82,6 @@ def register(server: CtxServer) -> None:
         await ls.rt.aclose()  # the backends' HTTP connections
 
 
-def warm_up() -> None:
-    import openai  # noqa: F401  (slow to import: ~0.4 s)
-
-    from ctx_lsp.text.tokens import count_tokens
-
-    count_tokens("warm up")
-
-
 async def release_memory() -> None:
     """Every so often, give freed heap back: resident memory then follows what is in use."""
     while True:
@@ -101,10 +92,10 @@ async def release_memory() -> None:
 
 async def load_local_model(ls: CtxServer) -> None:
     """The embedded model loads once, off the event loop, with progress in the editor."""
+    backend = await asyncio.to_thread(lambda: ls.rt.backend)  # imports the backend's modules
     from ctx_lsp.backends.local import LocalBackend
     from ctx_lsp.backends.openai_compat import BackendError
 
-    backend = ls.rt.backend
     if not isinstance(backend, LocalBackend):
         return
     async with Progress(ls, "ctx-lsp: loading the local model") as progress:
@@ -127,5 +118,5 @@ async def pull_configuration(ls: CtxServer) -> bool:
         log.warning("workspace/configuration failed: %s", exc)
         return False
     ls.client_settings = result[0] if result and isinstance(result[0], dict) else {}
-    ls.apply_settings()
+    await ls.apply_settings_off_loop()
     return True

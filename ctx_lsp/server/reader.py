@@ -1,6 +1,8 @@
 """Incoming LSP frames, read so that every malformed one gets an answer.
 
-pygls' stdio loop (`pygls.io_.run_async`) knows one header spelling, `Content-Length: <digits>`
+`inbox` reads stdin through `Reframed` (`next_body`) in place of pygls' stdio loop; the
+`readline`/`read` stream below is what that loop would read, kept for its tests. pygls 2.1.1's
+stdio loop (`pygls.io_.run_async`) knows one header spelling, `Content-Length: <digits>`
 and CRLF. It skips a frame of `Content-Length: 0` without a word, and after a length it cannot
 read (not a number, negative, missing, lowercase) it takes the body for headers, which loses
 the messages after it too. It parses bodies with `json.loads(bytes)`, which guesses UTF-16 or
@@ -156,7 +158,8 @@ def answer_without_id(protocol: JsonRPCProtocol, error: JsonRpcException) -> Non
     pygls' `_send_response(None, ...)` leaves a null id out, and a response without an id is
     no response to a client (vscode-jsonrpc logs it as neither response nor notification). The
     one way to send a dict as it is, through pygls' writer and framing, is its private
-    `_send_data`; `tests/reliability/test_framing.py` fails if that stops working.
+    `_send_data` (pygls 2.1.1: no public call sends a raw message);
+    `tests/reliability/test_framing.py` fails if that stops working.
     """
     response_error: dict[str, Any] = {"code": error.code, "message": error.message}
     if error.data is not None:

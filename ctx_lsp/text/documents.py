@@ -4,6 +4,10 @@ pygls' stock ``TextDocument`` re-splits and re-joins the whole text on every cha
 linear in the file size. Here each line is stored with its own line ending ("abc\\r\\n") and the
 full text is only joined when someone reads ``.text``.
 
+A document that is only opened and read keeps its text alone (no copy of it as lines): the
+lines are split from it at the first edit or position lookup, and the text is dropped at the
+first edit (joined again, once, when someone reads ``.text``).
+
 Invariant: ``_lines`` is never empty and its last element has no line ending, so a text ending
 in a newline has a final empty line, exactly as LSP positions count lines.
 """
@@ -112,7 +116,7 @@ class Document:
         return f"Document({self.uri!r}, version={self.version}, lines={len(self._lines)})"
 
     def _set_text(self, text: str) -> None:
-        self._lines = _split(text)
+        self._split_lines: list[str] | None = None  # split from _text when first needed
         self._text: str | None = text
         self._size = len(text)
         # _starts[i] is the offset of line i, trusted only for i < _nstarts; edits lower
@@ -120,6 +124,14 @@ class Document:
         self._starts: list[int] = [0]
         self._nstarts = 1
         self.modified = time.time()
+
+    @property
+    def _lines(self) -> list[str]:
+        lines = self._split_lines
+        if lines is None:
+            assert self._text is not None  # one of the two is always there
+            lines = self._split_lines = _split(self._text)
+        return lines
 
     @property
     def text(self) -> str:

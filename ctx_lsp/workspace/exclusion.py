@@ -145,6 +145,7 @@ def _global_excludes(root: Path) -> Path | None:
         out = subprocess.run(
             ["git", "config", "--path", "core.excludesFile"],
             cwd=root,
+            stdin=subprocess.DEVNULL,  # the server's stdin is the LSP channel
             capture_output=True,
             text=True,
             timeout=5,

@@ -17,11 +17,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ctx_lsp.workspace.stamps import settled, stat_key
+
 _POSIX = os.name == "posix"
 _HASH = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")  # SHA-1 or SHA-256
-# A file written this recently may be rewritten within the same timestamp tick without its
-# stat changing ("racy git"), so such a stat is not trusted as a cache key. 2s: coarse FSes.
-_RACY_NS = 2_000_000_000
 # Set e.g. when the editor was started from a git hook; they would make git ignore cwd.
 _REPO_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_PREFIX")
 _STDERR_CAP = 16_384
@@ -154,14 +153,6 @@ def read_branch(git_dir: Path) -> BranchInfo:
     return unknown
 
 
-def _stat_key(path: Path | None) -> tuple[int, int, int] | None:
-    try:
-        st = path.stat() if path is not None else None
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino) if st else None
-
-
 class GitRepo:
     """Branch with a cheap freshness check: re-read HEAD only when its stat (mtime_ns, size,
     inode) changed. Git commands run asynchronously, each with a timeout."""
@@ -176,22 +167,22 @@ class GitRepo:
     def branch(self) -> BranchInfo:
         """Current branch; a few stats unless HEAD or the branch's ref changed since last time."""
         # HEAD is watched: a repository removed or replaced changes the stats too
-        if self._cache and self._cache[0] == tuple(_stat_key(p) for p in self._watched):
+        if self._cache and self._cache[0] == tuple(stat_key(p) for p in self._watched):
             return self._cache[1]
         if self.git_dir is None or not (self.git_dir / "HEAD").is_file():
             self.git_dir, self._cache = find_git_dir(self.root), None  # repo created/removed
             if self.git_dir is None:
                 return NO_REPO
         # Stat before reading: a write racing with us then shows up as a change next time.
-        head_key = _stat_key(self.git_dir / "HEAD")
+        head_key = stat_key(self.git_dir / "HEAD")
         head = (_read(self.git_dir / "HEAD") or "").strip()
         common = _common_dir(self.git_dir)
         ref_file = common / head[4:].strip() if head.startswith("ref:") else None
         self._watched = (self.git_dir / "HEAD", ref_file, common / "packed-refs")
-        key = (head_key, _stat_key(ref_file), _stat_key(common / "packed-refs"))
+        key = (head_key, stat_key(ref_file), stat_key(common / "packed-refs"))
         info = read_branch(self.git_dir)
         now = time.time_ns()
-        racy = any(k is not None and now - k[0] < _RACY_NS for k in key)
+        racy = any(k is not None and not settled(k[0], now) for k in key)
         self._cache = None if racy else (key, info)
         return info
 
