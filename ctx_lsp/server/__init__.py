@@ -136,6 +136,20 @@ class CtxProtocol(LanguageServerProtocol):
         if (handler := self.fm.features.get(method)) is not None:
             yield handler, (params,), None
 
+    @lsp_method(types.SHUTDOWN)
+    def lsp_shutdown(self, *args: Any):
+        """pygls 2.1.1's own, iterating over a copy: it cancels the pending request futures
+        while iterating over their dict, which a done callback can change meanwhile
+        ("dictionary changed size during iteration"): the client then never gets the answer.
+        The request's own id is taken before the user handler runs (others arrive meanwhile)."""
+        current_id = self.msg_id
+        if (user_handler := self.fm.features.get(types.SHUTDOWN)) is not None:
+            yield user_handler, args, None
+        for msg_id, future in list(self._request_futures.items()):
+            if msg_id != current_id and not future.done():
+                future.cancel()
+        self._shutdown = True
+
     @lsp_method(types.TEXT_DOCUMENT_DID_OPEN)
     def lsp_text_document__did_open(self, params: types.DidOpenTextDocumentParams):
         yield from self._user(types.TEXT_DOCUMENT_DID_OPEN, params)

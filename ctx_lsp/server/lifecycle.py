@@ -70,13 +70,6 @@ def register(server: CtxServer) -> None:
     @server.feature(types.SHUTDOWN)
     async def shutdown(ls: CtxServer, params: None) -> None:
         ls.shut_down = True  # text-sync notifications go to pygls now, which ignores them
-        # pygls 2 cancels the requests in flight while iterating over them, and a future whose
-        # done callback drops it (see CtxProtocol) would change that dict under it: cancel them
-        # here, from a copy, first (a question still open in the client is one of them).
-        protocol = ls.protocol
-        for msg_id, future in list(protocol._request_futures.items()):
-            if msg_id != protocol.msg_id and not future.done():
-                future.cancel()
         ls.save_sessions()
         ls.records.flush()
         await ls.rt.aclose()  # the backends' HTTP connections
