@@ -148,11 +148,9 @@ def test_fifo_then_sticky_then_default(server: FakeOpenAI) -> None:
 
 def test_hang_times_out_and_counts_abort(server: FakeOpenAI) -> None:
     server.enqueue(Hang(10))
-    start = time.monotonic()
-    with pytest.raises(openai.APITimeoutError):
+    with pytest.raises(openai.APITimeoutError):  # not the connection dropped when it ends
         chat(server, timeout=0.3)
-    assert time.monotonic() - start < 2
-    assert until(lambda: server.aborted == 1)
+    assert until(lambda: server.aborted == 1)  # the server saw the client leave mid-hang
 
 
 def test_hang_elapses_then_drops_the_connection(server: FakeOpenAI) -> None:
@@ -244,14 +242,14 @@ def in_thread(server: FakeOpenAI) -> tuple[threading.Thread, list[BaseException]
 
 
 def test_concurrent_connections(server: FakeOpenAI) -> None:
-    server.enqueue(Hang(0.8))
+    server.enqueue(Hang(30))
     hung, errors = in_thread(server)
     server.wait_for_requests(1)
-    start = time.monotonic()
     assert chat(server).choices[0].message.content == "Hi there, friend."
-    assert time.monotonic() - start < 0.5
-    hung.join()
-    assert isinstance(errors[0], openai.APIConnectionError)  # dropped once the hang elapsed
+    assert hung.is_alive() and not errors, "answered while the other connection still hangs"
+    server.stop()
+    hung.join(5)
+    assert isinstance(errors[0], openai.APIConnectionError)
 
 
 def test_stop_releases_hung_clients() -> None:

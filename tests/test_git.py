@@ -420,10 +420,9 @@ async def _wait_gone(pid: int) -> bool:
 async def test_timeout_kills_git_and_children(tmp_path: Path) -> None:
     pidfile = tmp_path / "pid"
     repo = GitRepo(tmp_path, timeout_s=0.5)
-    start = time.monotonic()
+    # the error, not the 30 s sleep ending, is the timeout at work
     with pytest.raises(GitError, match=r"git hang timed out after 0\.5s"):
         await repo.run("-c", f"alias.hang=!echo $$ > '{pidfile}'; exec sleep 30", "hang")
-    assert time.monotonic() - start < 4
     assert await _wait_gone(int(pidfile.read_text()))
 
 
@@ -447,10 +446,8 @@ async def test_cancel_kills_git(tmp_path: Path) -> None:
 
 async def test_per_call_timeout(tmp_path: Path) -> None:
     repo = GitRepo(tmp_path, timeout_s=30)
-    start = time.monotonic()
-    with pytest.raises(GitError, match="timed out"):
+    with pytest.raises(GitError, match=r"timed out after 0\.3s"):  # not the repo's 30 s
         await repo.run("-c", "alias.hang=!sleep 30", "hang", timeout_s=0.3)
-    assert time.monotonic() - start < 4
 
 
 async def test_git_missing_from_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -542,10 +539,8 @@ async def test_changes_summary_is_capped(tmp_path: Path) -> None:
 async def test_runs_do_not_block_each_other(tmp_path: Path) -> None:
     repo = GitRepo(tmp_path, timeout_s=5)
     slow = asyncio.ensure_future(repo.run("-c", "alias.nap=!sleep 5", "nap"))
-    start = time.monotonic()
     assert (await repo.run("--version")).startswith("git version")
-    assert time.monotonic() - start < 3  # the slow run did not hold the loop
-    assert not slow.done()
+    assert not slow.done(), "answered while the slow run still runs"
     slow.cancel()
     with pytest.raises(asyncio.CancelledError):
         await slow
