@@ -145,8 +145,8 @@ def cache_moved(damage: Callable[[Path], None]) -> Case:
 
 
 def lines_skipped(damage: Callable[[Path], None], n: int, history: int) -> Case:
-    """Damaged lines are skipped and reported; the file stays."""
-    return Case(damage, f"skipped {n} damaged line", None, history=history, pinned=1)
+    """Damaged lines are set aside into `.ctx/corrupt/` and reported once; the rest stays."""
+    return Case(damage, f"{n} damaged line", "*history.jsonl.*", history=history, pinned=1)
 
 
 def unreadable(path_of: Callable[[Path], Path], moved: Callable[..., Case]) -> Case:
