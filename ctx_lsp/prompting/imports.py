@@ -210,92 +210,115 @@ def _js_names(clause: str, mod: str, out: Bindings) -> None:
                 out.names[m.group(2) or m.group(1)] = (mod, m.group(1))
 
 
+def _python_bindings(text: str, here: str, out: Bindings, wild: list[str]) -> None:
+    for m in _PY_FROM.finditer(text):
+        dots, mod, names = m.group(1), m.group(2), m.group(3) or m.group(4) or ""
+        base = here
+        for _ in range(len(dots) - 1):
+            base = posixpath.dirname(base)
+        mod_path = (
+            (posixpath.join(base, mod.replace(".", "/")) if mod else base)
+            if dots
+            else mod.replace(".", "/")
+        )
+        for part in names.replace("\\", " ").split(","):
+            part = part.split("#")[0].strip()
+            if part == "*":
+                wild.append(mod_path)
+                continue
+            a = _ALIAS.fullmatch(part)
+            if a is None:
+                continue
+            name, local = a.group(1), a.group(2) or a.group(1)
+            out.names[local] = (mod_path, name)
+            # `from . import util` / `from pkg import module`: maybe a module
+            out.modules.setdefault(local, posixpath.join(mod_path, name) if mod_path else name)
+    for m in _PY_IMPORT.finditer(text):
+        for part in m.group(1).split(","):
+            a = _DOTTED_ALIAS.fullmatch(part.strip()) if " as " in part else None
+            mod = part.strip().split(" ")[0]
+            if mod:
+                out.modules[a.group(2) if a else mod] = mod.replace(".", "/")
+    for m in _PY_CLASS.finditer(text):
+        bases = tuple(b.strip().split("[")[0] for b in m.group(2).split(",") if b.strip())
+        out.bases[m.group(1)] = tuple(b for b in bases if "=" not in b)
+
+
+def _js_bindings(text: str, here: str, out: Bindings, wild: list[str]) -> None:
+    for m in _JS_BINDING.finditer(text):
+        if m.group(2) is not None:
+            _js_names(m.group(1), _js_module(here, m.group(2)), out)
+        else:
+            mod, target = _js_module(here, m.group(4)), m.group(3).strip()
+            if target.startswith("{"):
+                _js_names(target, mod, out)
+            elif re.fullmatch(r"[\w$]+", target):
+                out.modules[target] = mod
+
+
+def _go_bindings(text: str, here: str, out: Bindings, wild: list[str]) -> None:
+    specs: list[tuple[str, str]] = []
+    for m in _GO_IMPORT_BLOCK.finditer(text):
+        specs += [((s.group(1) or "").strip(), s.group(2)) for s in _GO_SPEC.finditer(m.group(1))]
+    for m in _GO_IMPORT_ONE.finditer(text):
+        line = text[m.start() : text.find("\n", m.start()) % (len(text) + 1)]
+        s = _GO_SPEC.match(line)
+        if s:
+            specs.append(((s.group(1) or "").strip(), s.group(2)))
+    for alias, path in specs:
+        if alias == ".":
+            wild.append(path)
+        elif alias != "_":
+            out.modules[alias or path.rsplit("/", 1)[-1]] = path
+
+
+def _rust_bindings(text: str, here: str, out: Bindings, wild: list[str]) -> None:
+    for m in _RUST_USE_TREE.finditer(text):
+        tree = re.sub(r"\s+", "", re.sub(r"\s+as\s+", "@", m.group(1)))
+        _rust_use(tree, out, wild)
+
+
+def _clike_bindings(text: str, here: str, out: Bindings, wild: list[str]) -> None:
+    for m in _JAVA_IMPORT.finditer(text):
+        path = m.group(1).replace(".", "/")
+        if m.group(2):
+            wild.append(path)
+        else:
+            out.names[path.rsplit("/", 1)[-1]] = (path, path.rsplit("/", 1)[-1])
+    for m in _INCLUDE.finditer(text):
+        inc = posixpath.normpath(posixpath.join(here, m.group(1)))
+        wild.append(posixpath.splitext(inc)[0])
+
+
+_NOT_BASES = ("extends", "implements", "public", "private", "protected", "virtual")
+
+
+def _brace_class_bases(text: str, out: Bindings) -> None:
+    for m in _BRACE_CLASS.finditer(text):
+        bases = re.findall(r"[A-Za-z_$][\w$.]*", m.group(2))
+        out.bases[m.group(1)] = tuple(b.rsplit(".", 1)[-1] for b in bases if b not in _NOT_BASES)
+
+
+#: family → what its import statements bind
+_BINDERS = {
+    "python": _python_bindings,
+    "js": _js_bindings,
+    "go": _go_bindings,
+    "rust": _rust_bindings,
+    "clike": _clike_bindings,
+}
+
+
 def bindings(doc: OpenDoc, fam: str) -> Bindings:
     """The names ``doc``'s imports bind, for Python, JS/TS, Go, Rust, Java and C/C++."""
     text = doc.text
     here = posixpath.dirname(doc.path.replace("\\", "/"))
     out = Bindings()
     wild: list[str] = []
-    if fam == "python":
-        for m in _PY_FROM.finditer(text):
-            dots, mod, names = m.group(1), m.group(2), m.group(3) or m.group(4) or ""
-            base = here
-            for _ in range(len(dots) - 1):
-                base = posixpath.dirname(base)
-            mod_path = (
-                (posixpath.join(base, mod.replace(".", "/")) if mod else base)
-                if dots
-                else mod.replace(".", "/")
-            )
-            for part in names.replace("\\", " ").split(","):
-                part = part.split("#")[0].strip()
-                if part == "*":
-                    wild.append(mod_path)
-                    continue
-                a = _ALIAS.fullmatch(part)
-                if a is None:
-                    continue
-                name, local = a.group(1), a.group(2) or a.group(1)
-                out.names[local] = (mod_path, name)
-                # `from . import util` / `from pkg import module`: maybe a module
-                out.modules.setdefault(local, posixpath.join(mod_path, name) if mod_path else name)
-        for m in _PY_IMPORT.finditer(text):
-            for part in m.group(1).split(","):
-                a = _DOTTED_ALIAS.fullmatch(part.strip()) if " as " in part else None
-                mod = part.strip().split(" ")[0]
-                if mod:
-                    out.modules[a.group(2) if a else mod] = mod.replace(".", "/")
-        for m in _PY_CLASS.finditer(text):
-            bases = tuple(b.strip().split("[")[0] for b in m.group(2).split(",") if b.strip())
-            out.bases[m.group(1)] = tuple(b for b in bases if "=" not in b)
-    elif fam == "js":
-        for m in _JS_BINDING.finditer(text):
-            if m.group(2) is not None:
-                _js_names(m.group(1), _js_module(here, m.group(2)), out)
-            else:
-                mod, target = _js_module(here, m.group(4)), m.group(3).strip()
-                if target.startswith("{"):
-                    _js_names(target, mod, out)
-                elif re.fullmatch(r"[\w$]+", target):
-                    out.modules[target] = mod
-    elif fam == "go":
-        specs: list[tuple[str, str]] = []
-        for m in _GO_IMPORT_BLOCK.finditer(text):
-            specs += [
-                ((s.group(1) or "").strip(), s.group(2)) for s in _GO_SPEC.finditer(m.group(1))
-            ]
-        for m in _GO_IMPORT_ONE.finditer(text):
-            line = text[m.start() : text.find("\n", m.start()) % (len(text) + 1)]
-            s = _GO_SPEC.match(line)
-            if s:
-                specs.append(((s.group(1) or "").strip(), s.group(2)))
-        for alias, path in specs:
-            if alias == ".":
-                wild.append(path)
-            elif alias != "_":
-                out.modules[alias or path.rsplit("/", 1)[-1]] = path
-    elif fam == "rust":
-        for m in _RUST_USE_TREE.finditer(text):
-            tree = re.sub(r"\s+", "", re.sub(r"\s+as\s+", "@", m.group(1)))
-            _rust_use(tree, out, wild)
-    elif fam == "clike":
-        for m in _JAVA_IMPORT.finditer(text):
-            path = m.group(1).replace(".", "/")
-            if m.group(2):
-                wild.append(path)
-            else:
-                out.names[path.rsplit("/", 1)[-1]] = (path, path.rsplit("/", 1)[-1])
-        for m in _INCLUDE.finditer(text):
-            inc = posixpath.normpath(posixpath.join(here, m.group(1)))
-            wild.append(posixpath.splitext(inc)[0])
+    if (binder := _BINDERS.get(fam)) is not None:
+        binder(text, here, out, wild)
     if fam in ("js", "clike", "rust", "generic"):
-        for m in _BRACE_CLASS.finditer(text):
-            bases = re.findall(r"[A-Za-z_$][\w$.]*", m.group(2))
-            out.bases[m.group(1)] = tuple(
-                b.rsplit(".", 1)[-1]
-                for b in bases
-                if b not in ("extends", "implements", "public", "private", "protected", "virtual")
-            )
+        _brace_class_bases(text, out)
     if wild:
         return Bindings(out.names, out.modules, tuple(wild), out.bases)
     return out
