@@ -340,7 +340,7 @@ def tokenizer() -> str:
 _DIRECT = """\
 import asyncio, json, sys, time
 import openai
-from ctx_lsp.backends.openai_compat import _post_chat  # the very call the server makes
+from ctx_lsp.backends.openai_compat import _post  # the very call the server makes
 
 async def main():
     cfg = json.loads(sys.stdin.read())
@@ -348,7 +348,7 @@ async def main():
     out = []
     for _ in range(cfg["n"]):
         t0 = time.perf_counter()
-        await _post_chat(client, cfg["body"])
+        await _post(client, "/chat/completions", cfg["body"])
         out.append(time.perf_counter() - t0)
     await client.close()
     print(json.dumps(out))

@@ -34,10 +34,10 @@ def ms(v: float) -> str:
 
 async def first_chunk(client: Any, body: dict[str, Any]) -> float:
     """Seconds from sending a streamed request to its first chunk with content."""
-    from ctx_lsp.backends.openai_compat import _post_chat
+    from ctx_lsp.backends.openai_compat import _post
 
     t0 = time.perf_counter()
-    stream = await _post_chat(client, {**body, "stream": True}, stream=True)
+    stream = await _post(client, "/chat/completions", {**body, "stream": True}, stream=True)
     first = None
     async with stream:
         async for chunk in stream:

@@ -11,7 +11,7 @@ OpenAI-compatible test server (tests/fake_openai.py) with a fixed short reply, n
    (both servers alive at once, requests alternated), and the difference. Nothing is
    subtracted: the backend's HTTP time is part of ctx-lsp's figure, so the same request body
    is also sent straight to the fake backend from another process, through the `openai` client
-   with the call the server makes (`backend._post_chat`), and that time is printed too.
+   with the call the server makes (`openai_compat._post`), and that time is printed too.
    Target: median ≤ 5 ms above the bare round trip.
 2. Typing burst (default debounceMs): 50 × (one incremental edit + one inline completion
    request), 30 ms apart, without awaiting answers, as an editor types. Counts backend calls
