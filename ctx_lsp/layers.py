@@ -110,12 +110,11 @@ def wrong_way_imports(package: Path = PACKAGE) -> list[WrongWay]:
 
 
 def main() -> int:
-    for i, (name, owns) in enumerate(LAYERS):
-        print(f"{i:2}  {name:<10} {owns}")
+    out = [f"{i:2}  {name:<10} {owns}" for i, (name, owns) in enumerate(LAYERS)]
     bad = wrong_way_imports()
-    for b in bad:
-        print(f"wrong way: {b}")
-    print(f"{len(bad)} wrong-way import(s)")
+    out += [f"wrong way: {b}" for b in bad]
+    out.append(f"{len(bad)} wrong-way import(s)")
+    sys.stdout.write("\n".join(out) + "\n")
     return 1 if bad else 0
 
 
