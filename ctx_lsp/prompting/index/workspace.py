@@ -108,6 +108,9 @@ class WorkspaceIndex:
         self.last_scan = 0.0
         self.stats: dict[str, float] = {}
         self._recent: tuple[tuple[int, int], list[str]] | None = None
+        # answers of `defining` and `implementing` until the next change: a ranking asks
+        # dozens of names, a file's symbols are scanned once per name, not once per ranking
+        self._answers: dict[tuple[Any, ...], list[Any]] = {}
 
     # -- lookups ------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -124,10 +127,16 @@ class WorkspaceIndex:
         """Where ``name`` is defined; nothing when ``most`` is given and more files than
         that define it (an ambiguous name is not worth the look-up)."""
         with self._lock:
-            paths = self._by_name.get(name, ())
-            if most and len(paths) > most:
-                return []
-            return [(p, s) for p in paths for s in self._files[p].symbols if s.name == name]
+            hit = self._answers.get(("def", name, most))
+            if hit is None:
+                paths = self._by_name.get(name, ())
+                hit = (
+                    []
+                    if most and len(paths) > most
+                    else [(p, s) for p in paths for s in self._files[p].symbols if s.name == name]
+                )
+                self._answers["def", name, most] = hit
+            return list(hit)
 
     def with_prefix(self, prefix: str, limit: int = 200) -> list[str]:
         """Names starting with ``prefix`` (at least two characters), shortest first."""
@@ -142,14 +151,17 @@ class WorkspaceIndex:
         """Files implementing ``module`` (a path suffix without extension, or a Go package)."""
         module = module.strip("/")
         with self._lock:
-            found = set(self._by_module.get(module, ()))
-            if not found and "/" in module:  # Go: an import path ending with the folder
-                parts = module.split("/")
-                for i in range(1, len(parts)):
-                    found |= self._by_module.get("/".join(parts[i:]), set())
-                    if found:
-                        break
-        return sorted(found)
+            hit = self._answers.get(("impl", module))
+            if hit is None:
+                found = set(self._by_module.get(module, ()))
+                if not found and "/" in module:  # Go: an import path ending with the folder
+                    parts = module.split("/")
+                    for i in range(1, len(parts)):
+                        found |= self._by_module.get("/".join(parts[i:]), set())
+                        if found:
+                            break
+                hit = self._answers["impl", module] = sorted(found)
+            return list(hit)
 
     def importers(self, rel: str) -> list[str]:
         """Files whose imports name ``rel``'s module."""
@@ -265,8 +277,13 @@ class WorkspaceIndex:
         return n
 
     def _changed(self) -> None:
-        self.generation += 1
+        self._bump()
         self.dirty = True
+
+    def _bump(self) -> None:
+        """The lock is held."""
+        self.generation += 1
+        self._answers.clear()
 
     # -- building and scanning ----------------------------------------------------------------
     def build(self, progress: Progress | None = None) -> None:
@@ -376,7 +393,7 @@ class WorkspaceIndex:
                 if indexable(rel) and self.allowed(rel):
                     self._put(entry, rel)
                     n += 1
-            self.generation += 1
+            self._bump()
         self.stats["loaded"] = n
         return n
 
