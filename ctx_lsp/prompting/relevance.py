@@ -21,7 +21,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ctx_lsp.prompting.blocks import MAX_BLOCK_CHARS, brace_defs, python_defs
@@ -171,26 +171,41 @@ def _recency_ranks(docs: Sequence[OpenDoc]) -> dict[str, int]:
 Hit = tuple[int, str, tuple[int, int]]  # (place of the identifier, name, block range)
 
 
+#: Where a name is defined among the open documents: path → its block range.
+Defining = Callable[[str], Mapping[str, tuple[int, int]]]
+
+
 def _definition_hits(
-    docs: Sequence[OpenDoc], q: _Query
+    docs: Sequence[OpenDoc], q: _Query, defining: Defining | None = None
 ) -> tuple[list[tuple[OpenDoc, list[Hit]]], dict[str, int]]:
     """Per document, the definitions of identifiers near the cursor (nearest first, at most
-    :data:`MAX_DEFS_PER_DOC`), and how many documents define each name."""
-    hits: list[tuple[OpenDoc, list[Hit]]] = []
-    defining: dict[str, int] = {}
-    for doc in docs:
-        defs, _ = _index(doc)
-        # a set intersection in C, not a lookup per identifier per document
-        common = (
-            sorted(q.ident_index[n] for n in defs.keys() & q.ident_index.keys()) if defs else ()
-        )
-        found: list[Hit] = []
-        for i in common[:MAX_DEFS_PER_DOC]:
-            name = q.idents[i]
-            found.append((i, name, defs[name]))
-            defining[name] = defining.get(name, 0) + 1
-        hits.append((doc, found))
-    return hits, defining
+    :data:`MAX_DEFS_PER_DOC`), and how many documents define each name. ``defining`` (the
+    open documents' definitions by name) turns a pass over every document's names into a
+    look-up per identifier."""
+    if defining is not None:
+        by_path: dict[str, list[Hit]] = {}
+        for i, name in enumerate(q.idents):
+            for path, block in defining(name).items():
+                found = by_path.setdefault(path, [])
+                if len(found) < MAX_DEFS_PER_DOC:
+                    found.append((i, name, block))
+        hits = [(doc, by_path.get(doc.path, [])) for doc in docs]
+    else:
+        hits = []
+        for doc in docs:
+            defs, _ = _index(doc)
+            # a set intersection in C, not a lookup per identifier per document
+            common = (
+                sorted(q.ident_index[n] for n in defs.keys() & q.ident_index.keys()) if defs else ()
+            )
+            hits.append(
+                (doc, [(i, q.idents[i], defs[q.idents[i]]) for i in common[:MAX_DEFS_PER_DOC]])
+            )
+    defining_count: dict[str, int] = {}
+    for _, found in hits:
+        for _, name, _ in found:
+            defining_count[name] = defining_count.get(name, 0) + 1
+    return hits, defining_count
 
 
 def _imported_as(doc: OpenDoc, q: _Query) -> list[str]:
@@ -286,6 +301,7 @@ def rank(
     others: Sequence[OpenDoc],
     now: float | None = None,
     limit: int = 20,
+    defining: Defining | None = None,
 ) -> list[Snippet]:
     """Snippets from ``others`` that are likely to help at ``cursor`` in ``current``, best first.
 
@@ -294,14 +310,15 @@ def rank(
     the fewer documents define it, the higher), head of an imported module 6-7, head of a
     recently edited document 2-4, same language 1. Each document gives at most
     :data:`MAX_DEFS_PER_DOC` definitions plus one head; snippets of a document never overlap.
-    ``now`` (default: the current time) is used for the age of ``modified`` times.
+    ``now`` (default: the current time) is used for the age of ``modified`` times;
+    ``defining`` answers where the open documents define a name (the same blocks).
     """
     docs = [d for d in others if d.uri != current.uri and d.text]
     if not docs:
         return []
     q = _query(current, cursor)
-    hits, defining = _definition_hits(docs, q)
+    hits, counts = _definition_hits(docs, q, defining)
     candidates = _candidates(
-        hits, defining, q, _recency_ranks(docs), time.time() if now is None else now
+        hits, counts, q, _recency_ranks(docs), time.time() if now is None else now
     )
     return _take(candidates, limit)

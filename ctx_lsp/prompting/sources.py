@@ -37,6 +37,8 @@ class Overlay:
         self.by_name: dict[str, dict[str, list[Symbol]]] = {}
         self.by_prefix: dict[str, set[str]] = {}
         self.implementing: dict[str, list[str]] = {}  # module → paths, until the paths change
+        self.blocks: dict[str, dict[str, tuple[int, int]]] = {}  # name → path → its block
+        self._blocks_of: dict[str, dict[str, tuple[int, int]]] = {}  # path → its blocks
         self.generation = 0
 
     def sync(self, docs: Sequence[OpenDoc], current: str) -> None:
@@ -47,28 +49,45 @@ class Overlay:
             for d in docs:
                 key = text_key(d.text)
                 if self.keys.get(d.path) != key:
-                    self._set(d.path, doc_symbols(d)[0])
+                    self._set(d.path, doc_symbols(d)[0], definitions(d))
                     self.keys[d.path] = key
             for path in [p for p in self.keys if p not in open_paths and p != current]:
                 self._set(path, None)
                 del self.keys[path]
 
-    def _set(self, path: str, symbols: tuple[Symbol, ...] | None) -> None:
+    def _set(
+        self,
+        path: str,
+        symbols: tuple[Symbol, ...] | None,
+        blocks: dict[str, tuple[int, int]] | None = None,
+    ) -> None:
         self.generation += 1
         old = self.by_path.pop(path, ())
         for sym in old:
             paths = self.by_name.get(sym.name)
             if paths is not None and paths.pop(path, None) is not None and not paths:
                 del self.by_name[sym.name]
+        for name in self._blocks_of.pop(path, ()):
+            where = self.blocks.get(name)
+            if where is not None and where.pop(path, None) is not None and not where:
+                del self.blocks[name]
         if symbols is None:
             self.implementing.clear()
             return
+        self._blocks_of[path] = blocks or {}
+        for name, block in (blocks or {}).items():
+            self.blocks.setdefault(name, {})[path] = block
         if path not in self.keys:
             self.implementing.clear()
         self.by_path[path] = symbols
         for sym in symbols:
             self.by_name.setdefault(sym.name, {}).setdefault(path, []).append(sym)
             self.by_prefix.setdefault(sym.name[:2], set()).add(sym.name)
+
+    def defining(self, name: str) -> dict[str, tuple[int, int]]:
+        """Where the open documents define ``name``: path → its block (for :func:`rank`)."""
+        with self.lock:
+            return dict(self.blocks.get(name, ()))
 
 
 _OVERLAY = Overlay()
