@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from lsprotocol import types
 
-from tests.conftest import git, open_doc
+from tests.conftest import command, git, open_doc
 from tests.fake_openai import FakeOpenAI, Hang, Status
 
 UTIL = "def scale_vector(values, factor):\n    return [v * factor for v in values]\n"
@@ -292,3 +292,24 @@ async def test_position_past_end_is_clamped_and_unknown_document_is_empty(
     assert [i.insert_text for i in result.items] == ["pass"]
     missing = (project / "nope.py").as_uri()
     assert (await _inline(client, missing, 0, 0)).items == ()
+
+
+async def test_opening_a_document_loads_what_suggestions_need_before_any_edit(
+    lsp, project: Path, fake_openai: FakeOpenAI
+):
+    """openai and the tokenizer load at the first didOpen (off the loop, told as `warming`),
+    so the first burst of typing does not wait behind them; a server with nothing open
+    loads nothing."""
+    fake_openai.reply = "[x * 2 for x in xs]"
+    client = await lsp(project, env=fake_openai.env(), init_options={"model": "test-model"})
+    assert (await command(client, "ctx.showContext"))["warming"] is False
+    uri = open_doc(client, project / "app.py")
+    assert (await command(client, "ctx.showContext"))["warming"] is True
+    for _ in range(600):
+        if not (await command(client, "ctx.showContext"))["warming"]:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("still warming up")
+    result = await _inline(client, uri, 4, 11)
+    assert [i.insert_text for i in result.items] == ["[x * 2 for x in xs]"]

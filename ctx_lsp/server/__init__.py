@@ -189,6 +189,7 @@ class CtxServer(LanguageServer):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._save_handle: asyncio.TimerHandle | None = None
         self._trim_handle: asyncio.TimerHandle | None = None
+        self._warm_task: asyncio.Task[Any] | None = None  # see `warm_up_once`
         self.scheduler = LatestOnly()
         self._places: dict[str, tuple[Folder | None, str]] = {}
         #: finished suggestions by everything their prompt depends on: a repeat costs a lookup
@@ -357,13 +358,24 @@ class CtxServer(LanguageServer):
         return out
 
     def document_changed(self, uri: str) -> None:
-        """Suggestions in flight for this document are stale now. The first edit warms up
-        what the first suggestion needs (`warm_up`)."""
-        if not self._warm:
-            self._warm = True
-            self.run_task(asyncio.to_thread(warm_up), "warm up")
+        """Suggestions in flight for this document are stale now."""
+        self.warm_up_once()
         self.scheduler.supersede(f"inline:{uri}")
         self.scheduler.supersede(f"completion:{uri}")
+
+    def warm_up_once(self) -> None:
+        """What the first suggestion needs (`warm_up`: openai, the tokenizer, ~0.6 s), loaded
+        on a worker thread when the first document is opened: loading holds the interpreter
+        for long stretches, which would stall the answers to the first burst of typing. A
+        server no document was opened in stays small."""
+        if not self._warm:
+            self._warm = True
+            self._warm_task = self.run_task(asyncio.to_thread(warm_up), "warm up")
+
+    def warming(self) -> bool:
+        """Still loading what suggestions need (told by ctx.showContext: answers meanwhile
+        wait for the interpreter)."""
+        return self._warm_task is not None and not self._warm_task.done()
 
     # -- AI ----------------------------------------------------------------------
     def assistant(self, folder: Folder) -> Assistant:

@@ -53,6 +53,7 @@ def register(server: CtxServer) -> None:
             "folders": [str(f.root) for f in folders],
             "files": files,
             "indexes": indexes,
+            "warming": ls.warming(),
             # the model that answers: ctx.model, or the one the server serves when unset
             "model": ls.rt.backend_for(folders[0]).model,
             "backend": ls.rt.backend_for(folders[0]).describe(),

@@ -20,6 +20,7 @@ def open_document(ls: CtxServer, uri: str, text: str, language_id: str, version:
     ls.documents.open(uri, text, language_id, version)
     ls.saved_versions[uri] = version
     ls.schedule_session_save()
+    ls.warm_up_once()
     if len(text) >= LARGE_CHARS:
         ls.release_memory_soon()
 
