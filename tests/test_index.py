@@ -104,7 +104,35 @@ def test_definitions_per_language(language: str, text: str, expected: list) -> N
     assert _sigs(text, language) == expected
 
 
-def test_docstring_and_comment_lines_are_kept() -> None:
+@pytest.mark.parametrize(
+    ("language", "source"),
+    [
+        ("python", Path(__file__).parent.parent / "ctx_lsp" / "prompting" / "related.py"),
+        (
+            "typescript",
+            Path(__file__).parent.parent / "editors" / "vscode" / "src" / "extension.ts",
+        ),
+    ],
+)
+def test_a_file_changed_again_is_reparsed_incrementally_to_the_same_definitions(
+    language: str, source: Path, tmp_path: Path
+) -> None:
+    """Each change of a file already indexed re-parses from its kept tree: after insertions,
+    deletions and replacements (one or several lines, at the start, middle and end, with
+    non-ASCII text), the definitions are those of a parse from scratch."""
+    import random
+
+    text = source.read_text()
+    key = str(tmp_path / source.name)
+    rng = random.Random(7)
+    pieces = ["", "x", "\n", "def added_é(x):\n    return x\n", "class 日本:\n    pass\n", "}"]
+    extract(text, language, key)
+    for _ in range(40):
+        at = rng.choice([0, len(text), rng.randrange(len(text) + 1)])
+        cut = rng.choice([0, 1, rng.randrange(200)])
+        text = text[:at] + rng.choice(pieces) + text[at + cut :]
+        assert extract(text, language, key) == extract(text, language)
+
     py = extract('def f():\n    """First line.\n\n    Rest."""\n', "python")
     ts = extract("/**\n * Maps values.\n * @param x\n */\nexport function m() {}\n", "typescript")
     go = extract("package p\n\n// New makes one.\n// More.\nfunc New() {}\n", "go")

@@ -16,11 +16,13 @@ import logging
 import re
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ctx_lsp.prompting import blocks
 from ctx_lsp.prompting.families import family
+from ctx_lsp.text.textkey import LruMemo
 
 log = logging.getLogger(__name__)
 
@@ -198,16 +200,63 @@ def has_grammar(language: str) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def extract(text: str, language: str) -> list[Symbol]:
-    """The definitions of ``text`` in ``language`` (an LSP language id), file order."""
+#: Trees of files re-parsed lately, by path: the next change to one re-parses only what
+#: changed (a file being worked on is saved again and again). A few hundred KB each.
+_TREES: LruMemo[tuple[str, bytes, Any]] = LruMemo(16)
+
+
+def extract(text: str, language: str, path: str | None = None) -> list[Symbol]:
+    """The definitions of ``text`` in ``language`` (an LSP language id), file order. With
+    ``path`` (absolute), its tree is kept and the next call for it re-parses incrementally."""
     parser = _parser(language) if language in _GRAMMARS else None
     if parser is None:
         return regex_symbols(text, language)
     data = text.encode("utf-8", "surrogatepass")
-    tree = parser.parse(data)
+    kept = _TREES.get(path) if path is not None else None
+    if kept is not None and kept[0] == language:
+        old_data, tree = kept[1], kept[2]
+        tree.edit(**_edit(old_data, data))
+        tree = parser.parse(data, tree)
+    else:
+        tree = parser.parse(data)
+    if path is not None:
+        _TREES.put(path, (language, data, tree))
     out: list[Symbol] = []
     _Walker(data, grammar_family(language), out).walk(tree.root_node, "", 0)
     return out
+
+
+def _edit(old: bytes, new: bytes) -> dict[str, Any]:
+    """The one edit turning ``old`` into ``new`` (their common start and end kept), as
+    tree-sitter's `Tree.edit` takes it."""
+    most = min(len(old), len(new))
+    start = _common(old, new, most, lambda d, n: d[:n])
+    end = _common(old, new, most - start, lambda d, n: d[len(d) - n :])
+    return {
+        "start_byte": start,
+        "old_end_byte": len(old) - end,
+        "new_end_byte": len(new) - end,
+        "start_point": _point(old, start),
+        "old_end_point": _point(old, len(old) - end),
+        "new_end_point": _point(new, len(new) - end),
+    }
+
+
+def _common(a: bytes, b: bytes, most: int, part: Callable[[memoryview, int], memoryview]) -> int:
+    """The longest ``n <= most`` with equal ``part``s of ``a`` and ``b`` (compared in C)."""
+    va, vb = memoryview(a), memoryview(b)
+    lo, hi = 0, most
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if part(va, mid) == part(vb, mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _point(data: bytes, offset: int) -> tuple[int, int]:
+    return data.count(b"\n", 0, offset), offset - (data.rfind(b"\n", 0, offset) + 1)
 
 
 class _Walker:

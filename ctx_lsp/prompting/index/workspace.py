@@ -68,11 +68,12 @@ class FileEntry:
 
 
 def index_text(
-    path: str, text: str, language: str = ""
+    path: str, text: str, language: str = "", tree_key: str | None = None
 ) -> tuple[tuple[Symbol, ...], tuple[str, ...]]:
-    """Definitions (signatures and doc lines masked) and imports of one file's text."""
+    """Definitions (signatures and doc lines masked) and imports of one file's text. With
+    ``tree_key`` (a file indexed before), its tree is kept for the next change."""
     lang = language_of(path, language)
-    symbols = extract(text, lang)
+    symbols = extract(text, lang, tree_key)
     # masked in one pass over all of them; one by one only when that pass found something
     joined = "\n".join(f"{s.signature}\n{s.doc}" for s in symbols)
     if redact_unmemoized(joined) is not joined:
@@ -236,7 +237,8 @@ class WorkspaceIndex:
             if folder:
                 self._by_module.setdefault(folder, set()).add(rel)
 
-    def _parse(self, rel: str, st: os.stat_result) -> FileEntry | None:
+    def _parse(self, rel: str, st: os.stat_result, again: bool = False) -> FileEntry | None:
+        """``again``: a file indexed before, changed (it is re-parsed incrementally next)."""
         try:
             with open(self.root / rel, "rb") as fh:
                 data = fh.read(MAX_RELATED_CHARS + 1)
@@ -246,7 +248,7 @@ class WorkspaceIndex:
             return None  # huge or binary
         text = data.decode("utf-8", "replace")
         lang = language_of(rel)
-        symbols, imps = index_text(rel, text, lang)
+        symbols, imps = index_text(rel, text, lang, str(self.root / rel) if again else None)
         return FileEntry(rel, st.st_mtime_ns, st.st_size, lang, symbols, imps)
 
     def update(self, rel: str) -> bool:
@@ -263,7 +265,7 @@ class WorkspaceIndex:
             return True
         if old is not None and (old.mtime_ns, old.size) == (st.st_mtime_ns, st.st_size):
             return False
-        entry = self._parse(rel, st)
+        entry = self._parse(rel, st, again=old is not None)
         with self._lock:
             self._put(entry, rel)
             self._changed()
