@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -36,7 +35,8 @@ from tests.conftest import command, open_doc
 FIB_PREFIX = 'def fibonacci(n):\n    """Return the n-th Fibonacci number, recursively."""\n'
 MEAN_PREFIX = 'def mean(values):\n    """The arithmetic mean of a list of numbers."""\n'
 
-#: Upper bounds on 2 cores (measured: completion ~1-3 s, load ~0.5 s; generous for CI).
+#: How long a call may take before it counts as hung (measured on 2 cores: completion ~1-3 s,
+#: load ~0.5 s; the figures are in bench/bench_local.py).
 COMPLETION_BOUND_S = 20.0
 FIRST_COMPLETION_BOUND_S = 60.0  # a server start, model assembly and load included
 COMMAND_BOUND_S = 60.0
@@ -240,10 +240,10 @@ def _slots_busy(backend: LocalBackend) -> bool:
 @needs_model
 async def test_real_completion_continues_code(backend: LocalBackend):
     await backend.ensure_loaded()
-    t0 = time.perf_counter()
-    out = await backend.complete_raw(MEAN_PREFIX, "\n\nprint(mean([1, 2]))\n", max_tokens=40)
-    took = time.perf_counter() - t0
-    assert took < COMPLETION_BOUND_S
+    out = await asyncio.wait_for(
+        backend.complete_raw(MEAN_PREFIX, "\n\nprint(mean([1, 2]))\n", max_tokens=40),
+        COMPLETION_BOUND_S,
+    )
     # real code for the body (the model writes `return sum(values) / len(values)`)
     assert out.text.startswith("    ") and "return" in out.text, out.text
     assert any(word in out.text for word in ("sum(", "len(", "for ")), out.text
@@ -426,19 +426,15 @@ async def test_protocol_inline_completion_with_no_key_uses_the_embedded_model(
     lsp, fib_project: Path
 ):
     """No key, no URL, no settings: the default model is assembled and loaded on first use."""
-    t0 = time.perf_counter()
     client = await lsp(fib_project, init_options={"debounceMs": 0, "temperature": 0})
     uri = open_doc(client, fib_project / "fib.py")
     result = await asyncio.wait_for(_inline(client, uri, 2, 0), FIRST_COMPLETION_BOUND_S)
-    took = time.perf_counter() - t0
     (item,) = result.items
     assert item.insert_text.startswith("    if") or "return" in item.insert_text, item.insert_text
     assert "print(fibonacci(10))" not in item.insert_text
-    assert took < FIRST_COMPLETION_BOUND_S
     assert client.messages == []  # no "no API key" warning: nothing was missing
 
     # typing on: the next completion comes from the loaded model
-    t1 = time.perf_counter()
     edit = types.TextDocumentContentChangePartial(
         range=types.Range(start=types.Position(2, 0), end=types.Position(2, 0)),
         text="    if n < 2:\n",
@@ -449,8 +445,7 @@ async def test_protocol_inline_completion_with_no_key_uses_the_embedded_model(
             content_changes=[edit],
         )
     )
-    result = await _inline(client, uri, 3, 0)
-    assert time.perf_counter() - t1 < COMPLETION_BOUND_S
+    result = await asyncio.wait_for(_inline(client, uri, 3, 0), COMPLETION_BOUND_S)
     (item,) = result.items
     assert "return" in item.insert_text, item.insert_text
 
@@ -464,11 +459,9 @@ async def test_protocol_command_answers_with_the_embedded_model(
         init_options={"backend": "local", "localModel": model_path, "maxTokens": 48},
     )
     uri = open_doc(client, fib_project / "fib.py")
-    t0 = time.perf_counter()
     whole = types.Range(start=types.Position(0, 0), end=types.Position(4, 0))
     args = {"uri": uri, "range": client.protocol._converter.unstructure(whole)}
     result = await asyncio.wait_for(command(client, "ctx.explain", args), COMMAND_BOUND_S)
-    assert time.perf_counter() - t0 < COMMAND_BOUND_S
     text = result["text"]
     assert len(text.strip()) >= 20, text
     assert "<end_of_turn>" not in text and "<CURSOR>" not in text

@@ -206,6 +206,11 @@ class RawServer:
             self._pending.discard(id_)
             return self._responses.pop(id_)
 
+    def answered(self) -> set[Any]:
+        """Ids of the requests answered so far."""
+        with self._cond:
+            return set(self._responses)
+
     def request(self, method: str, params: Any = None, timeout: float = 30.0) -> Any:
         reply = self.wait(self.start_request(method, params), timeout)
         if "error" in reply:
