@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -35,7 +35,6 @@ from ctx_lsp.store.history import History
 from ctx_lsp.text.messages import ChatMessage
 from ctx_lsp.text.opendoc import OpenDoc
 from ctx_lsp.text.redact import redact, register_secret
-from ctx_lsp.text.tokens import ESTIMATE_NAME, count_tokens, tokenizer_name
 from ctx_lsp.workspace.folder import Folder
 from ctx_lsp.workspace.git import GitError
 
@@ -43,8 +42,6 @@ log = logging.getLogger(__name__)
 
 #: The thread that builds prompts off the event loop, one at a time.
 _BUILDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ctx-prompt")
-#: Where a completion's window is counted while the builder ranks related code.
-_COUNTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ctx-count")
 #: Most characters of a request kept as its short form in the history.
 SHORT_FORM_CHARS = 1500
 #: A completion prompt whose last build took less than this is built on the event loop: the
@@ -183,10 +180,6 @@ class Assistant:
             render = task_renderer(self.templates, req.template, values, branch.branch)
             if task is not rendered.user:  # the template's own text holds a secret
                 render = _masked(render, self._mask)
-        # the window's count (a tenth of a build) runs on another core while related code is
-        # ranked: tiktoken releases the interpreter while it encodes, and the builder finds
-        # the count in the memo
-        counted = _count_ahead(render, *req.window) if render is not None and req.window else None
         related = []
         others = [d for d in docs if req.current is None or d.uri != req.current.uri]
         if req.current is not None and req.cursor is not None:
@@ -207,8 +200,6 @@ class Assistant:
         if req.window is not None:
             parts.cursor_prefix, parts.cursor_suffix = req.window
         max_tokens = self._max_tokens(req)
-        if counted is not None:
-            counted.result()
         built = build_messages(parts, self.context_tokens, reserve_output=max_tokens)
         messages = [replace(m, content=_valid_text(m.content)) for m in built.messages]
         return BuiltPrompt(
@@ -434,14 +425,6 @@ class _Builds:
 
 
 _builds = _Builds()
-
-
-def _count_ahead(render: TaskRenderer, prefix: str, suffix: str) -> Future[int] | None:
-    """The task's token count with the whole window, started on the counting thread (None
-    with the estimate, which costs less than the hop)."""
-    if tokenizer_name() == ESTIMATE_NAME:
-        return None
-    return _COUNTER.submit(lambda: count_tokens(render(prefix, suffix)))
 
 
 def _masked(render: TaskRenderer, mask: Callable[[str], str]) -> TaskRenderer:
