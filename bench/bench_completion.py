@@ -1,6 +1,6 @@
 """Inline completion through the protocol: server overhead, typing bursts, cache hits.
 
-Run: .venv/bin/python bench/bench_completion.py   (about 1-2 minutes)
+Run: .venv/bin/python bench/bench_completion.py [--against REV]   (about 1-2 minutes)
 
 Set-up: a temp git repo with 50 Python files, 5 MB in all, made of real source code (the
 packages installed beside pygls), all opened with didOpen; the backend is the local
@@ -12,7 +12,10 @@ OpenAI-compatible test server (tests/fake_openai.py) with a fixed short reply, n
    subtracted: the backend's HTTP time is part of ctx-lsp's figure, so the same request body
    is also sent straight to the fake backend from another process, through the `openai` client
    with the call the server makes (`openai_compat._post`), and that time is printed too.
-   Target: median ≤ 5 ms above the bare round trip.
+   Target: median ≤ 5 ms above the bare round trip. With `--against REV`, this repository at
+   commit REV (exported with `git archive`) runs as a third server in the same rotation: the
+   difference between the two is what the commits since REV cost, whatever the machine's
+   load does to both.
 2. Typing burst (default debounceMs): 50 × (one incremental edit + one inline completion
    request), 30 ms apart, without awaiting answers, as an editor types. Counts backend calls
    (target ≤ 2 per burst) and, for each stale request, the time from the next request being
@@ -24,11 +27,16 @@ OpenAI-compatible test server (tests/fake_openai.py) with a fixed short reply, n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from _lsp import (
     CTX_CMD,
+    REPO,
     Sandbox,
     code_corpus,
     command,
@@ -98,8 +106,9 @@ async def index_ready(client) -> float:
     start = time.perf_counter()
     for _ in range(1200):
         shown = await command(client, "ctx.showContext")
-        indexes = shown.get("indexes") or [{"ready": False}]
-        if all(i["ready"] for i in indexes) and not shown.get("warming"):
+        indexes = shown.get("indexes")  # None: a server from before the code index
+        built = indexes is None or (indexes and all(i["ready"] for i in indexes))
+        if built and not shown.get("warming"):
             return time.perf_counter() - start
         await asyncio.sleep(0.05)
     raise RuntimeError("the code index was not ready after 60 s")
@@ -115,37 +124,59 @@ async def rtt(client, uri: str, line: int, char: int) -> tuple[float, object]:
     return time.perf_counter() - t0, result
 
 
-async def overhead(sb: Sandbox, ws: Workspace, fake: FakeOpenAI) -> dict[str, float]:
+def tree_of(rev: str, into: Path) -> list[str]:
+    """The server command of this repository at commit `rev` (its files exported to `into`)."""
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", rev], capture_output=True, check=True
+    ).stdout
+    into.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    boot = f"import sys; sys.path.insert(0, {str(into)!r}); from ctx_lsp.__main__ import main"
+    return [sys.executable, "-c", boot + "; sys.exit(main([]))"]
+
+
+async def overhead(
+    sb: Sandbox, ws: Workspace, fake: FakeOpenAI, against: str | None = None
+) -> dict[str, float]:
     opts = {"model": "test-model", "debounceMs": 0, "cache": False, "contextTokens": 4096}
     env = sb.env(fake.env())
     positions = ws.positions(N_REQUESTS + WARMUP)
-    async with server(CTX_CMD, env, ws.root, opts) as ctx, server(sb.bare_cmd(), env) as bare:
-        ws.open_all(ctx)
-        ws.open_all(bare)
-        await sync(ctx)
-        await index_ready(ctx)
-        await sync(bare)
-        ctx_t: list[float] = []
-        bare_t: list[float] = []
+    async with contextlib.AsyncExitStack() as stack:
+        ctx = await stack.enter_async_context(server(CTX_CMD, env, ws.root, opts))
+        bare = await stack.enter_async_context(server(sb.bare_cmd(), env))
+        names = {"ctx": ctx, "bare": bare}
+        if against is not None:
+            cmd = tree_of(against, sb.tmp / "against")
+            names["against"] = await stack.enter_async_context(server(cmd, env, ws.root, opts))
+        for client in names.values():
+            ws.open_all(client)
+        for client in names.values():
+            await sync(client)
+            if client is not bare:
+                await index_ready(client)
+        times: dict[str, list[float]] = {name: [] for name in names}
         fake.reset()
         empty = 0
         cold = 0.0
+        order = list(names.items())
         for i, (uri, line, char) in enumerate(positions):
-            order = (ctx, bare) if i % 2 == 0 else (bare, ctx)
-            for client in order:
+            k = i % len(order)  # each server first, second, ... in turn
+            for name, client in order[k:] + order[:k]:
                 dt, result = await rtt(client, uri, line, char)
-                if i == 0 and client is ctx:
+                if i == 0 and name == "ctx":
                     cold = dt
                 if i < WARMUP:
                     continue
-                if client is ctx:
-                    ctx_t.append(dt)
-                    empty += not result.items
-                else:
-                    bare_t.append(dt)
+                times[name].append(dt)
+                empty += name != "bare" and not result.items
         calls = fake.chat_requests()
-    if len(calls) != len(positions) or empty:
-        print(f"WARNING: {len(calls)} backend calls for {len(positions)} requests, {empty} empty")
+    ctx_t, bare_t = times["ctx"], times["bare"]
+    servers = len(names) - 1
+    if len(calls) != servers * len(positions) or empty:
+        print(
+            f"WARNING: {len(calls)} backend calls for {servers * len(positions)} requests, "
+            f"{empty} empty"
+        )
     body = calls[-1].body
     prompt_chars = [sum(len(m["content"]) for m in c.body["messages"]) for c in calls]
     direct = direct_backend_times(fake.env(), body, N_REQUESTS)
@@ -156,6 +187,9 @@ async def overhead(sb: Sandbox, ws: Workspace, fake: FakeOpenAI) -> dict[str, fl
          ms(min(direct))],
         ["ctx-lsp first request (cold, not counted)", ms(cold), "", ""],
     ]  # fmt: skip
+    if against is not None:
+        a = times["against"]
+        rows.insert(1, [f"ctx-lsp at {against}", ms(median(a)), ms(pct(a, 99)), ms(min(a))])
     print(
         f"== overhead: {N_REQUESTS} inline completions, {N_DOCS} open documents "
         f"({ws.total / 1e6:.1f} MB), cache off, debounce 0 =="
@@ -169,9 +203,17 @@ async def overhead(sb: Sandbox, ws: Workspace, fake: FakeOpenAI) -> dict[str, fl
         f"{median(direct) * 1e3:.2f} ms → server-side work ≈ "
         f"{(diff - median(direct)) * 1e3:.2f} ms"
     )
+    if against is not None:
+        a = times["against"]
+        paired = median([x - y for x, y in zip(ctx_t, a, strict=True)])
+        print(
+            f"at {against} − bare: median {(median(a) - median(bare_t)) * 1e3:+.2f} ms; "
+            f"ctx-lsp − {against}: median {(median(ctx_t) - median(a)) * 1e3:+.2f} ms, "
+            f"paired per position {paired * 1e3:+.2f} ms"
+        )
     print(
         f"prompt sent: median {median(prompt_chars):,.0f} chars; "
-        f"backend calls {len(calls)} for {len(positions)} requests\n"
+        f"backend calls {len(calls)} for {servers * len(positions)} requests\n"
     )
     steps = assembly_in_process(ws, env)
     print(
@@ -356,7 +398,7 @@ async def cache_hit(sb: Sandbox, ws: Workspace, fake: FakeOpenAI) -> tuple[bool,
     return hit * 1e3 <= CACHE_TARGET_MS and hit_calls == 0 and wrong == 0, note
 
 
-async def run() -> bool:
+async def run(against: str | None) -> bool:
     with Sandbox() as sb, fake_backend(REPLY) as fake:
         sb.activate()
         ws = Workspace(sb)
@@ -364,7 +406,7 @@ async def run() -> bool:
             f"token counter: {tokenizer()}; fake backend with TCP_NODELAY (see _lsp.fake_backend: "
             "without it each call waits ~40 ms for a delayed ACK)\n"
         )
-        o = await overhead(sb, ws, fake)
+        o = await overhead(sb, ws, fake, against)
         burst_ok, burst_note = await burst(sb, ws, fake)
         cache_ok, cache_note = await cache_hit(sb, ws, fake)
     over_ok = o["diff"] * 1e3 <= OVERHEAD_TARGET_MS
@@ -378,8 +420,10 @@ async def run() -> bool:
 
 
 def main() -> int:
+    args = sys.argv[1:]
+    against = args[args.index("--against") + 1] if "--against" in args else None
     print(f"machine: {machine()}")
-    return 0 if asyncio.run(run()) else 1
+    return 0 if asyncio.run(run(against)) else 1
 
 
 if __name__ == "__main__":
