@@ -455,7 +455,8 @@ class _Handler(BaseHTTPRequestHandler):
 
         if fake.api_key is not None and headers.get("authorization") != f"Bearer {fake.api_key}":
             return self._send_json(401, _status_body(401, None))
-        chat = self.command == "POST" and path == "/v1/chat/completions"
+        text_api = self.command == "POST" and path == "/v1/completions"  # base models
+        chat = (self.command == "POST" and path == "/v1/chat/completions") or text_api
         models = self.command == "GET" and path.startswith("/v1/models")
         if not (chat or models):
             msg = f"Invalid URL ({self.command} {path})"
@@ -476,7 +477,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_bytes(200, behaviour.body.encode(), behaviour.content_type)
         if models:
             return self._models(path)
-        return self._chat(body, behaviour)
+        return self._chat(body, behaviour, text_api)
 
     def _models(self, path: str) -> None:
         known = self.server.fake.models or ["test-model"]
@@ -495,8 +496,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send_json(200, e)
         return self._send_json(404, _status_body(404, name))
 
-    def _chat(self, body: Any, behaviour: Behaviour | None) -> None:
+    def _chat(self, body: Any, behaviour: Behaviour | None, text_api: bool = False) -> None:
+        """A chat answer, or with `text_api` a `/v1/completions` one (`prompt` in, `text`
+        out: the plain continuation base models are asked for)."""
         fake = self.server.fake
+        if isinstance(body, dict) and text_api and isinstance(body.get("prompt"), str):
+            body = {**body, "messages": [{"role": "user", "content": body["prompt"]}]}
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             msg = "We could not parse the JSON body of your request."
             return self._send_json(400, _error(msg, "invalid_request_error"))
@@ -547,12 +552,17 @@ class _Handler(BaseHTTPRequestHandler):
         }
         if body.get("stream"):
             want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return self._stream(base, reply, usage if reply.usage and want_usage else None, cut)
+            with_usage = usage if reply.usage and (want_usage or text_api) else None
+            return self._stream(base, reply, with_usage, cut, text_api)
 
-        message = {"role": "assistant", "content": None if null else reply.text, "refusal": None}
-        choice = {"index": 0, "message": message, "logprobs": None}
+        if text_api:
+            choice = {"index": 0, "text": "" if null else reply.text, "logprobs": None}
+            result = {**base, "object": "text_completion", "choices": [choice]}
+        else:
+            message = {"role": "assistant", "content": None if null else reply.text}
+            choice = {"index": 0, "message": {**message, "refusal": None}, "logprobs": None}
+            result = {**base, "object": "chat.completion", "choices": [choice]}
         choice["finish_reason"] = reply.finish_reason
-        result = {**base, "object": "chat.completion", "choices": [choice]}
         if reply.usage:
             result["usage"] = usage
         data = json.dumps(result).encode()
@@ -571,7 +581,12 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send_bytes(200, data, "application/json")
 
     def _stream(
-        self, base: dict[str, Any], reply: Reply, usage: dict[str, int] | None, cut: int | None
+        self,
+        base: dict[str, Any],
+        reply: Reply,
+        usage: dict[str, int] | None,
+        cut: int | None,
+        text_api: bool = False,
     ) -> None:
         try:
             self.send_response(200)
@@ -586,6 +601,13 @@ class _Handler(BaseHTTPRequestHandler):
         def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
             obj = {**base, "object": "chat.completion.chunk", "choices": [choice]}
+            if text_api:  # llama.cpp's /v1/completions stream: text pieces
+                choice = {"index": 0, "text": delta.get("content") or "", "logprobs": None}
+                obj = {
+                    **base,
+                    "object": "text_completion",
+                    "choices": [choice | {"finish_reason": finish}],
+                }
             if usage is not None:
                 obj["usage"] = None  # the real API sends null usage until the last chunk
             return b"data: " + json.dumps(obj).encode() + b"\n\n"

@@ -444,3 +444,49 @@ class RawServer:
     async def __aexit__(self, *exc: object) -> None:
         self.srv.close()
         await self.srv.wait_closed()
+
+
+LOOP = (
+    "The robot woke up in the lab.\n"
+    "It looked at the window and saw the rain.\n"
+    "```python\nprint('the same line in code')\nprint('the same line in code')\n```\n"
+    "Then it went back to sleep.\n"
+    "It looked at the window and saw the rain.\n"
+    "Then it went back to sleep.\n"
+)
+
+
+def test_repetition_cut_ends_an_answer_where_it_starts_over() -> None:
+    from ctx_lsp.backends.base_model import repetition_cut
+
+    cut = repetition_cut(LOOP)
+    assert cut is not None
+    assert LOOP[:cut].endswith("Then it went back to sleep.\n")  # the code's repeat stays
+    assert LOOP[cut:].startswith("It looked at the window")
+    assert repetition_cut("ok\nok\nok\n") is None  # short lines repeat in real answers
+    assert repetition_cut("It looked at the window and saw") is None  # no whole line yet
+
+
+async def test_a_text_stream_with_until_is_cut_and_streams_whole_lines(
+    server: FakeOpenAI, backend: Backend
+) -> None:
+    """A base model's plain continuation (`/v1/completions`, streamed), ended by `until`: the
+    connection is closed at the cut, and what was streamed is exactly the answer kept."""
+    from ctx_lsp.backends.base_model import repetition_cut
+
+    server.enqueue(Reply(LOOP * 20, chunk_delay_s=0.002))
+    deltas: list[str] = []
+    got = await backend.complete_text(
+        "Story:\n", max_tokens=500, on_delta=deltas.append, until=repetition_cut
+    )
+    assert got.text == LOOP[: repetition_cut(LOOP)]
+    assert got.finish_reason == "stop"
+    assert "".join(deltas) == got.text
+    assert all(d.endswith("\n") for d in deltas)  # each a whole line (or several)
+    (req,) = [r for r in server.requests if r.path == "/v1/completions"]
+    assert req.body["prompt"] == "Story:\n" and req.body["stream"] is True
+    for _ in range(100):  # the fake sees the client leave mid-stream
+        if server.aborted:
+            break
+        await asyncio.sleep(0.02)
+    assert server.aborted == 1

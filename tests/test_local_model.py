@@ -21,6 +21,7 @@ from ctx_lsp.backends.base_model import (
     chat_messages,
     parse_completion_prompt,
     plain_prompt,
+    repetition_cut,
     window_prefix,
 )
 from ctx_lsp.backends.local import LocalBackend
@@ -281,6 +282,28 @@ async def test_real_chat_on_a_base_model_continues_a_transcript_and_streams(
     assert out.text.strip() and "".join(deltas) == out.text
     assert "<start_of_turn>" not in out.text and "<|im_start|>" not in out.text
     assert "\nUser:" not in out.text  # the transcript's next turn is a stop
+
+
+@needs_model
+async def test_real_chat_on_a_base_model_ends_where_it_would_start_over(backend: LocalBackend):
+    """At temperature 0 the 270M model answers this by repeating its first paragraph until
+    its token limit (20 s on 2 cores); the answer ends at the first repeated line instead."""
+    deltas: list[str] = []
+    out = await asyncio.wait_for(
+        backend.chat(
+            [
+                ChatMessage("system", "You are a helpful coding assistant."),
+                ChatMessage("user", "Explain recursion briefly.", kind="chat"),
+            ],
+            max_tokens=1024,
+            stream=True,
+            on_delta=deltas.append,
+        ),
+        COMMAND_BOUND_S,
+    )
+    assert out.finish_reason == "stop" and out.text.strip(), out
+    assert repetition_cut(out.text + "\n") is None, out.text
+    assert "".join(deltas) == out.text
 
 
 @needs_model

@@ -115,6 +115,31 @@ class BlockEnd:
         return min(ends) if ends else None
 
 
+#: A line this long (words joined by single spaces) seen twice in one answer means the
+#: model has started over: small base models loop until their token limit otherwise.
+REPEATED_LINE_CHARS = 16
+
+
+def repetition_cut(text: str) -> int | None:
+    """Where a plain answer should end because it repeats itself: the start of the first
+    whole line (outside code fences) that is a copy of an earlier one, or None. Only whole
+    lines are looked at, so the cut is never before a line already complete (see
+    `Backend.complete_text`'s `until`)."""
+    seen: set[str] = set()
+    fenced = False
+    pos = 0
+    while (end := text.find("\n", pos)) >= 0:
+        line = " ".join(text[pos:end].split())
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and len(line) >= REPEATED_LINE_CHARS:
+            if line in seen:
+                return pos
+            seen.add(line)
+        pos = end + 1
+    return None
+
+
 # --- chat messages for a chat template ---------------------------------------------------------
 
 

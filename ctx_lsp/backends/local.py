@@ -34,6 +34,7 @@ from ctx_lsp.backends.base_model import (
     base_prompt,
     chat_messages,
     parse_completion_prompt,
+    repetition_cut,
     window_prefix,
 )
 from ctx_lsp.backends.engine import Engine, LoadState, Served, get_engine
@@ -161,6 +162,9 @@ class LocalBackend(Backend):
                 temperature=temperature,
                 stop=[*(stop or []), *stops],
                 on_delta=on_delta,
+                # a plain transcript's answer ends where it starts over (a 270M model would
+                # loop for its whole token limit, ~20 s of a chat turn)
+                until=repetition_cut if stops == PLAIN_STOPS else None,
                 extra=sampling,
             )
             if stops != PLAIN_STOPS:  # the entry's answer: its first paragraph

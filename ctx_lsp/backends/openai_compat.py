@@ -186,7 +186,8 @@ class Backend:
         """Plain continuation of `prompt` (`/v1/completions`, streamed), for base models.
 
         `until(text_so_far)` may return where the text should end: the stream is closed
-        there, which stops the server's generation too."""
+        there, which stops the server's generation too. It may cut the line being written,
+        never one before it: with `until`, `on_delta` gets whole lines."""
         body = self._body(max_tokens, temperature, stop, extra)
         body["prompt"] = prompt
         return await self._retrying(
@@ -366,6 +367,7 @@ class Backend:
         usage: Any = None
         model = self.model
         cut: int | None = None
+        sent = 0  # characters given to `on_delta` (with `until`: whole lines)
         # `async with` closes the response, hence the socket, on every exit incl. cancellation
         # and `until`: a server stops generating for a closed connection.
         async with stream:
@@ -388,17 +390,26 @@ class Backend:
                     if not isinstance(text, str) or not text:
                         continue
                     parts.append(text)
-                    if until is not None:
-                        cut = until("".join(parts))
-                    elif on_delta is not None:
-                        on_delta(text)
+                    if until is None:
+                        if on_delta is not None:
+                            on_delta(text)
+                        continue
+                    so_far = "".join(parts)
+                    cut = until(so_far)
+                    if on_delta is not None and cut is None:
+                        # whole lines, once `until` has seen them: it cuts at a line's start
+                        # at the latest, so nothing sent is ever taken back
+                        lines = so_far.rfind("\n") + 1
+                        if lines > sent:
+                            on_delta(so_far[sent:lines])
+                            sent = lines
         text = "".join(parts)
         if cut is not None:
             text, finish = text[:cut], "stop"
         elif finish is None and usage is None:
             raise self._errors().bad_response("the stream ended before the answer was finished")
-        if until is not None and on_delta is not None and text:
-            on_delta(text)
+        if until is not None and on_delta is not None and len(text) > sent:
+            on_delta(text[sent:])
         return Completion(text, self._usage(usage, chars, text), str(model), finish)
 
     @staticmethod
