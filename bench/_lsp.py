@@ -196,6 +196,11 @@ async def start_server(
     t0 = time.perf_counter()
     client = await config.start()
     _capture_stderr(client)
+
+    @client.feature(types.CLIENT_REGISTER_CAPABILITY)
+    def register(_params: types.RegistrationParams) -> None:
+        """Taken, as an editor takes them (ctx-lsp registers its file watcher)."""
+
     params = types.InitializeParams(
         capabilities=client_capabilities(caps),
         process_id=os.getpid(),
