@@ -51,6 +51,8 @@ MAX_FILES = 50_000
 SKIPPED_DIRS = frozenset(
     {".git", ".ctx", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox"}
 )
+#: Look-up answers kept between two changes of the index, at most.
+MAX_ANSWERS = 20_000
 #: Seconds between two stat scans asked for by :meth:`WorkspaceIndex.scan_due`.
 SCAN_EVERY_S = 2.0
 
@@ -136,7 +138,7 @@ class WorkspaceIndex:
                     if most and len(paths) > most
                     else [(p, s) for p in paths for s in self._files[p].symbols if s.name == name]
                 )
-                self._answers["def", name, most] = hit
+                self._remember(("def", name, most), hit)
             return list(hit)
 
     def with_prefix(self, prefix: str, limit: int = 200) -> list[str]:
@@ -161,7 +163,8 @@ class WorkspaceIndex:
                         found |= self._by_module.get("/".join(parts[i:]), set())
                         if found:
                             break
-                hit = self._answers["impl", module] = sorted(found)
+                hit = sorted(found)
+                self._remember(("impl", module), hit)
             return list(hit)
 
     def importers(self, rel: str) -> list[str]:
@@ -281,6 +284,12 @@ class WorkspaceIndex:
     def _changed(self) -> None:
         self._bump()
         self.dirty = True
+
+    def _remember(self, key: tuple[Any, ...], answer: list[Any]) -> None:
+        """The lock is held. Bounded: a long session without changes asks many names."""
+        if len(self._answers) >= MAX_ANSWERS:
+            self._answers.clear()
+        self._answers[key] = answer
 
     def _bump(self) -> None:
         """The lock is held."""
