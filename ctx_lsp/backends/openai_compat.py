@@ -451,10 +451,10 @@ async def _post(client: AsyncOpenAI, path: str, body: dict[str, Any], stream: bo
 
 
 def warm_up() -> None:
-    """Imports openai (~0.4 s, ~23 MB) and loads the tokenizer (~40 MB): at the first edit,
-    not at start, so that a server nobody types in stays small. Reading a first answer and a
-    first stream chunk builds the client's validators (~12 ms each), which would otherwise
-    happen on the event loop with the first real answer."""
+    """Imports openai (~0.4 s, ~23 MB) and loads the tokenizer (~40 MB): when the first
+    document is opened, not at start, so that a server with nothing open stays small.
+    Reading a first answer and a first stream chunk builds the client's validators (~12 ms
+    each), which would otherwise happen on the event loop with the first real answer."""
     from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
     from ctx_lsp.text.tokens import count_tokens
