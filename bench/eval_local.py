@@ -96,6 +96,16 @@ def explain_checks(text: str, case: dict) -> dict[str, bool]:
 # --- running ------------------------------------------------------------------------------------
 
 
+def _rates(kind: str, checks: list[dict[str, bool]], lat: list[float]) -> dict[str, float]:
+    """Each check's pass rate over the cases, all four together, and the median latency."""
+    if not checks:
+        return {}
+    out = {f"{kind} {name}": sum(ch[name] for ch in checks) / len(checks) for name in checks[0]}
+    out[f"{kind} all four"] = sum(all(ch.values()) for ch in checks) / len(checks)
+    out[f"{kind} median s"] = statistics.median(lat)
+    return out
+
+
 async def run(model: str, split: str, only: str = "") -> dict[str, float]:
     from ctx_lsp.assist.commit import clean_message
     from ctx_lsp.backends.local import LocalBackend
@@ -150,11 +160,7 @@ async def run(model: str, split: str, only: str = "") -> dict[str, float]:
         checks.append(commit_checks(subject, c["diff"]))
         if split != "all":
             print(f"  commit {c['id']}: {subject!r}")
-    for name in checks[0] if checks else ():
-        out[f"commit {name}"] = sum(ch[name] for ch in checks) / len(checks)
-    if checks:
-        out["commit all four"] = sum(all(ch.values()) for ch in checks) / len(checks)
-        out["commit median s"] = statistics.median(lat)
+    out |= _rates("commit", checks, lat)
 
     checks, lat = [], []
     for c in load("explain_cases.json", split) if only in ("", "explain") else []:
@@ -165,11 +171,7 @@ async def run(model: str, split: str, only: str = "") -> dict[str, float]:
         checks.append(explain_checks(got.text, c))
         if split != "all":
             print(f"  explain {c['id']}: {got.text[:100]!r}")
-    for name in checks[0] if checks else ():
-        out[f"explain {name}"] = sum(ch[name] for ch in checks) / len(checks)
-    if checks:
-        out["explain all four"] = sum(all(ch.values()) for ch in checks) / len(checks)
-        out["explain median s"] = statistics.median(lat)
+    out |= _rates("explain", checks, lat)
     await backend.aclose()
     return out
 

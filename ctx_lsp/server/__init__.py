@@ -200,7 +200,6 @@ class CtxServer(LanguageServer):
         self.asked_trust: set[str] = set()
         #: the client sends workspace/didChangeWatchedFiles: no stat scans of the index needed
         self.watching_files = False
-        self._warm = False
         #: LSP types ⇄ JSON for command arguments and results (pygls' own factory)
         self.converter = default_converter()
         #: after the shutdown request: text-sync notifications go to pygls, which ignores them
@@ -359,7 +358,6 @@ class CtxServer(LanguageServer):
 
     def document_changed(self, uri: str) -> None:
         """Suggestions in flight for this document are stale now."""
-        self.warm_up_once()
         self.scheduler.supersede(f"inline:{uri}")
         self.scheduler.supersede(f"completion:{uri}")
 
@@ -368,8 +366,7 @@ class CtxServer(LanguageServer):
         on a worker thread when the first document is opened: loading holds the interpreter
         for long stretches, which would stall the answers to the first burst of typing. A
         server no document was opened in stays small."""
-        if not self._warm:
-            self._warm = True
+        if self._warm_task is None:
             self._warm_task = self.run_task(asyncio.to_thread(warm_up), "warm up")
 
     def warming(self) -> bool:
