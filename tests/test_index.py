@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from ctx_lsp.prompting import related as related_module
 from ctx_lsp.prompting.identifiers import typed_at
 from ctx_lsp.prompting.imports import bindings
 from ctx_lsp.prompting.index.symbols import extract, has_grammar, regex_symbols
 from ctx_lsp.prompting.index.workspace import WorkspaceIndex
-from ctx_lsp.prompting.related import related
+from ctx_lsp.prompting.related import prepare, related
 from ctx_lsp.text.opendoc import OpenDoc
 
 
@@ -228,6 +229,36 @@ def test_an_unopened_files_definition_ranks_first_for_the_name_typed(tmp_path: P
     )
     snippets = related(current, len(text), [edited], index)
     assert "strict: bool" in snippets[0].text
+    assert not any("(value: str) -> bool" in s.text for s in snippets)
+
+
+def test_picks_made_ahead_of_a_completion_are_the_ones_it_makes_and_follow_edits(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "util.py").write_text(
+        "def parse_bool(value: str) -> bool:\n    return True\n\n\n"
+        "class Registry:\n    def add(self, item):\n        pass\n"
+    )
+    index = WorkspaceIndex(tmp_path, lambda rel: True)
+    index.build()
+    text = "from .util import parse_bool, Registry\n\n\ndef main(v):\n    r = Registry()\n    \n"
+    cursor = len(text) - 1
+    current = _doc("pkg/app.py", text, "python")
+    cold = related(current, cursor, [], index)
+    assert any("def parse_bool(value: str) -> bool:" in s.text for s in cold)
+    for memo in (related_module._FILE_MEMO, related_module._AROUND_MEMO, related_module._BINDINGS):
+        memo.clear()
+    prepare(current, [], index)
+    assert related(current, cursor, [], index) == cold
+
+    # the file it imports from is opened and edited: what was prepared does not hide it
+    edited = _doc(
+        "pkg/util.py", "def parse_bool(value: str, strict: bool) -> bool:\n    return 1\n"
+    )
+    prepare(current, [edited], index)
+    snippets = related(current, cursor, [edited], index)
+    assert any("strict: bool" in s.text for s in snippets)
     assert not any("(value: str) -> bool" in s.text for s in snippets)
 
 

@@ -27,6 +27,7 @@ from ctx_lsp.prompting.prompt import (
     kept_picks,
     task_renderer,
 )
+from ctx_lsp.prompting.related import prepare as prepare_related
 from ctx_lsp.prompting.related import related as related_code
 from ctx_lsp.prompting.relevance import rank
 from ctx_lsp.prompting.templates import TemplateLibrary
@@ -205,6 +206,12 @@ class Assistant:
         return BuiltPrompt(
             messages, built.tokens, built.dropped, kept_picks(related, built.dropped)
         )
+
+    def prepare(self, current: OpenDoc, docs: Sequence[OpenDoc]) -> None:
+        """Ahead of the first completion in `current`: what its prompts compute once per
+        version of the file (see `related.prepare`)."""
+        others = [d for d in docs if d.uri != current.uri]
+        prepare_related(current, others, self.index, self._allowed)
 
     def _allowed(self, rel: str) -> bool:
         """May an indexed file still enter the context (an ignore rule may be newer)?"""
@@ -423,8 +430,21 @@ class _Builds:
         future.add_done_callback(self._done)
         return await asyncio.wrap_future(future)
 
+    async def ahead(self, work: Callable[[], None]) -> None:
+        """Work done ahead for later prompts, on the builder thread like a build (a prompt
+        asked for meanwhile waits for this one piece, never for a queue of them)."""
+        with self._lock:
+            self._running += 1
+        future = _BUILDER.submit(work)
+        future.add_done_callback(self._done)
+        await asyncio.wrap_future(future)
+
 
 _builds = _Builds()
+
+
+async def ahead(work: Callable[[], None]) -> None:
+    await _builds.ahead(work)
 
 
 def _masked(render: TaskRenderer, mask: Callable[[str], str]) -> TaskRenderer:
@@ -441,4 +461,4 @@ def _valid_text(text: str) -> str:
     return text
 
 
-__all__ = ["Answer", "Assistant", "BackendError", "Request", "backend_config"]
+__all__ = ["Answer", "Assistant", "BackendError", "Request", "ahead", "backend_config"]

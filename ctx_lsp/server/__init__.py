@@ -39,6 +39,7 @@ from ctx_lsp.backends.openai_compat import BackendError, warm_up
 from ctx_lsp.config.settings import Layer, Settings
 from ctx_lsp.runtime import Runtime
 from ctx_lsp.server import memory
+from ctx_lsp.server.ahead import Ahead
 from ctx_lsp.server.reader import answer_without_id
 from ctx_lsp.server.records import DeferredRecords
 from ctx_lsp.server.scheduling import LatestOnly
@@ -190,6 +191,8 @@ class CtxServer(LanguageServer):
         self._save_handle: asyncio.TimerHandle | None = None
         self._trim_handle: asyncio.TimerHandle | None = None
         self._warm_task: asyncio.Task[Any] | None = None  # see `warm_up_once`
+        #: work for the first suggestion in each opened or edited document
+        self.ahead = Ahead(self)
         self.scheduler = LatestOnly()
         self._places: dict[str, tuple[Folder | None, str]] = {}
         #: finished suggestions by everything their prompt depends on: a repeat costs a lookup
@@ -370,9 +373,9 @@ class CtxServer(LanguageServer):
             self._warm_task = self.run_task(asyncio.to_thread(warm_up), "warm up")
 
     def warming(self) -> bool:
-        """Still loading what suggestions need (told by ctx.showContext: answers meanwhile
-        wait for the interpreter)."""
-        return self._warm_task is not None and not self._warm_task.done()
+        """Still loading what suggestions need, or preparing them for the documents opened
+        or edited last (told by ctx.showContext: answers meanwhile wait for the interpreter)."""
+        return (self._warm_task is not None and not self._warm_task.done()) or self.ahead.busy()
 
     # -- AI ----------------------------------------------------------------------
     def assistant(self, folder: Folder) -> Assistant:

@@ -73,7 +73,14 @@ async def _build(ls: CtxServer, folder: Folder, index: WorkspaceIndex) -> None:
     count = len(await loop.run_in_executor(_POOL, list_sources, folder.root))
     if count < LARGE_WORKSPACE:
         await loop.run_in_executor(_POOL, index.build)
-        return
+    else:
+        await _build_large(ls, index, loop)
+    ls.ahead.all_open()  # what the open documents' imports resolve to is known now
+
+
+async def _build_large(
+    ls: CtxServer, index: WorkspaceIndex, loop: asyncio.AbstractEventLoop
+) -> None:
     async with Progress(ls, "ctx-lsp: indexing the workspace") as progress:
 
         def report(done: int, total: int) -> None:

@@ -21,6 +21,7 @@ def open_document(ls: CtxServer, uri: str, text: str, language_id: str, version:
     ls.saved_versions[uri] = version
     ls.schedule_session_save()
     ls.warm_up_once()
+    ls.ahead.soon(uri)
     if len(text) >= LARGE_CHARS:
         ls.release_memory_soon()
 
@@ -33,6 +34,8 @@ def change_document(
         ls.documents.change(uri, changes, version)
     except KeyError:
         ls.tell(f"ignored edits to {uri}: it was never opened")
+        return
+    ls.ahead.soon(uri)
 
 
 def close_document(ls: CtxServer, uri: str) -> None:
