@@ -233,6 +233,48 @@ def test_a_separator_of_line_breaks_starts_a_chunk_before_each_piece(name: str) 
         assert joined == parts + pattern.findall(pieces[-1]), pieces
 
 
+@pytest.mark.parametrize("name", ENCODINGS)
+def test_a_text_cut_where_a_line_may_be_cut_is_chunked_as_its_parts(name: str) -> None:
+    """What counting a long text in pieces rests on: cut before every line that
+    `may_cut_before` allows, in real code with blank lines, trailing white space, tabs,
+    CRLF and "/" at line starts, the chunks of the whole are the chunks of the parts."""
+    import regex
+
+    pattern = regex.compile(_patterns()[name])
+    rng = random.Random(name)
+    for _ in range(150):
+        text = "".join(_pieces(rng, rng.randrange(1, 5)))
+        if rng.random() < 0.5:  # comment lines as "//" lines, some with white space after
+            text = text.replace("\n    #", "\n//").replace("\n\n", "\n \t\n")
+        if rng.random() < 0.3:
+            text = text.replace("\n", "\r\n")
+        lines = text.split("\n")
+        parts, start, pos = [], 0, 0
+        for line in lines:
+            if pos and tokens.may_cut_before(line):
+                parts.append(text[start:pos])
+                start = pos
+            pos += len(line) + 1
+        parts.append(text[start:])
+        assert [c for p in parts for c in pattern.findall(p)] == pattern.findall(text)
+
+
+def test_a_long_text_counted_in_pieces_has_its_exact_count() -> None:
+    enc = tokens._load()
+    rng = random.Random(11)
+    for _ in range(40):
+        text = rng.choice(_OWN_SOURCES).read_text(encoding="utf-8")
+        a = rng.randrange(len(text))
+        window = text[a : a + rng.randrange(tokens.PIECES_FROM, 20_000)]
+        assert count_tokens(window) == len(enc.encode_ordinary(window))
+    # a window of a document counted before is counted from the document's pieces
+    doc = max((p.read_text(encoding="utf-8") for p in _OWN_SOURCES), key=len)
+    count_tokens(doc)
+    window = doc[1000:9000]
+    assert len(tokens._pieces(window)) > 2
+    assert count_tokens(window) == len(enc.encode_ordinary(window))
+
+
 @pytest.mark.parametrize(
     ("name", "pieces"),
     [

@@ -36,6 +36,7 @@ from ctx_lsp.store.history import History
 from ctx_lsp.text.messages import ChatMessage
 from ctx_lsp.text.opendoc import OpenDoc
 from ctx_lsp.text.redact import redact, register_secret
+from ctx_lsp.text.tokens import count_tokens
 from ctx_lsp.workspace.folder import Folder
 from ctx_lsp.workspace.git import GitError
 
@@ -209,9 +210,11 @@ class Assistant:
 
     def prepare(self, current: OpenDoc, docs: Sequence[OpenDoc]) -> None:
         """Ahead of the first completion in `current`: what its prompts compute once per
-        version of the file (see `related.prepare`)."""
+        version of the file (see `related.prepare`), and the counts of its pieces, of which
+        the cursor windows are made (see `tokens.count_tokens`)."""
         others = [d for d in docs if d.uri != current.uri]
         prepare_related(current, others, self.index, self._allowed)
+        count_tokens(current.text)
 
     def _allowed(self, rel: str) -> bool:
         """May an indexed file still enter the context (an ignore rule may be newer)?"""

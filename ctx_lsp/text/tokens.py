@@ -35,6 +35,7 @@ import os
 import string
 import tempfile
 import threading
+import zlib
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -189,9 +190,63 @@ def count_tokens(text: str) -> int:
     key = text_key(text)
     n = _counts.get(key)
     if n is None:
-        n = len(enc.encode_ordinary(text))
+        if len(text) < PIECES_FROM:
+            n = len(enc.encode_ordinary(text))
+        else:
+            n = sum(_piece_count(enc, piece) for piece in _pieces(text))
         _counts.put(key, n)
         _learn(len(text), n)
+    return n
+
+
+#: Texts this long are counted in pieces (`_pieces`): a cursor window is made of pieces of
+#: its document, counted before (`Assistant.prepare` counts each open document).
+PIECES_FROM = 2048
+_NO_CUT = frozenset("/\r\n")
+
+
+def _pieces(text: str) -> list[str]:
+    """``text`` cut at the starts of some lines, chosen by the lines' own text (about one in
+    16, by a checksum: the same in every process): the same lines cut a window and the
+    document it comes from, so the counts of a window's pieces but its first, last and the
+    cursor's are known already.
+
+    A count of the whole is the sum of the pieces' counts. tiktoken splits a text into chunks
+    with its encoding's pattern; in the cl100k and o200k patterns, a chunk that reaches a line
+    break ends after the last line break of its run of white space, or after the line breaks
+    that follow punctuation (and "/" in o200k), and no pattern looks back. So a chunk always
+    ends at the start of a line that holds something besides white space and does not start
+    with "/", and the next starts there, whatever comes before (``tests/test_tokens.py``
+    checks it on real code)."""
+    out: list[str] = []
+    start = pos = 0
+    for line in text.split("\n"):
+        if (
+            pos
+            and zlib.crc32(line.encode("utf-8", "surrogatepass")) & 15 == 0
+            and may_cut_before(line)
+        ):
+            out.append(text[start:pos])
+            start = pos
+        pos += len(line) + 1
+    out.append(text[start:])
+    return out
+
+
+def may_cut_before(line: str) -> bool:
+    """Whether a text's count is the sum of the counts of the parts before and after the
+    start of `line` (one of its lines, after a line break); see `_pieces`."""
+    return bool(line) and line[0] not in _NO_CUT and not line.isspace()
+
+
+def _piece_count(enc: Any, piece: str) -> int:
+    if len(piece) < 64:
+        return len(enc.encode_ordinary(piece))
+    key = text_key(piece)
+    n = _counts.get(key)
+    if n is None:
+        n = len(enc.encode_ordinary(piece))
+        _counts.put(key, n)
     return n
 
 
@@ -234,9 +289,9 @@ def _learn(chars: int, tokens: int) -> None:
         _chars_per_token = min(8.0, max(2.0, chars / tokens))
 
 
-#: Counts remembered. Entries hold no text (see :func:`ctx_lsp.text.textkey.text_key`): ~330 bytes
-#: each, ~1.4 MB in all.
-COUNTS_MAX_ENTRIES = 4096
+#: Counts remembered (the pieces of the open documents among them). Entries hold no text (see
+#: :func:`ctx_lsp.text.textkey.text_key`): ~330 bytes each, ~4 MB in all.
+COUNTS_MAX_ENTRIES = 12288
 
 
 class _CountMemo(LruMemo[int]):
