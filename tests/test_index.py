@@ -270,3 +270,23 @@ def test_a_path_no_longer_allowed_is_left_out(tmp_path: Path) -> None:
     current = _doc("app.py", text, "python")
     assert related(current, len(text), [], index, allowed=lambda rel: True)
     assert not related(current, len(text), [], index, allowed=lambda rel: rel != "util.py")
+
+
+def test_the_uses_of_bound_names_are_the_uses_the_full_pass_finds() -> None:
+    """The pass over the cursor's surroundings that looks for the file's bound names only
+    finds what the pass over every identifier finds of them, in real code."""
+    from ctx_lsp.prompting.imports import Bindings
+
+    sources = sorted((Path(__file__).parent.parent / "ctx_lsp").rglob("*.py"))
+    for path in sources[:40]:
+        text = path.read_text(encoding="utf-8") + "\né_x = os.path; x$y = re.sub; .re = 1\n"
+        b = bindings(_doc(path.name, text, "python"), "python")
+        b = Bindings(
+            names={**b.names, "x$y": ("", "x$y")},
+            modules={**b.modules, "re": "re", "os": "os"},
+            wildcards=(),
+            bases=b.bases,
+        )
+        bound = {*b.names, *b.modules}
+        full = [m for m in related_module._USE_RE.findall(text) if m[0] in bound]
+        assert related_module._bound_uses(b).findall(text) == full, path

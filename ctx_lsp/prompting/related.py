@@ -54,6 +54,7 @@ DOC_MIN_SCORE = 20.0
 USE_WINDOW = 8_000
 
 _USE_RE = re.compile(r"(?<![\w$.])([A-Za-z_$][\w$]*)(?:\.([A-Za-z_$][\w$]*))?")
+_IDENT = re.compile(r"[A-Za-z_$][\w$]*")
 _CLASS_LINE = re.compile(
     r"^([ \t]*)(?:export[ \t]+)?(?:abstract[ \t]+)?(?:class|struct|impl)[ \t]+([\w$]+)", re.M
 )
@@ -169,7 +170,7 @@ class _Picker:
         if not attrs:
             return
         lo = max(0, self.cursor - 1500)
-        for name, attr in _USE_RE.findall(self.current.text, lo, self.cursor + 600):
+        for name, attr in _bound_uses(self.b).findall(self.current.text, lo, self.cursor + 600):
             if attr and name in self.b.modules:
                 for path, s in self.resolve(self.b.modules[name], attr):
                     self.add(path, s, 38.0, f"{name}.{attr} used near the cursor")
@@ -196,8 +197,9 @@ class _Picker:
             return
         lo = max(0, self.cursor - USE_WINDOW // 2)
         window = self.current.text[lo : self.cursor + USE_WINDOW // 2]
-        # one pass over the window: uses of names, and of `alias.attr`
-        found = _USE_RE.findall(window)
+        # one pass over the window: uses of names, and of `alias.attr` (of any name when a
+        # wildcard import may have bound it)
+        found = (_USE_RE if self.b.wildcards else _bound_uses(self.b)).findall(window)
         uses = Counter(name for name, _ in found)
         attrs = Counter((n, a) for n, a in found if a and n in self.b.modules)
         for local, n in uses.items():
@@ -239,6 +241,23 @@ class _Picker:
                     n += 1
                 if n > 80:
                     return
+
+
+_BOUND_USES: LruMemo[re.Pattern[str]] = LruMemo(64)
+
+
+def _bound_uses(b: Bindings) -> re.Pattern[str]:
+    """`_USE_RE` for the names and module aliases the file binds only: the same matches of
+    those, and the window's other identifiers are never made into strings (half the time of
+    the pass)."""
+    names = {n for n in (*b.names, *b.modules) if _IDENT.fullmatch(n)}  # ("os.path": never)
+    bound = tuple(sorted(names, key=lambda n: (-len(n), n)))
+    hit = _BOUND_USES.get(bound)
+    if hit is None:
+        alternatives = "|".join(map(re.escape, bound)) or r"(?!)"
+        hit = re.compile(rf"(?<![\w$.])({alternatives})(?![\w$])(?:\.([A-Za-z_$][\w$]*))?")
+        _BOUND_USES.put(bound, hit)
+    return hit
 
 
 def _enclosing_class(text: str, lo: int, hi: int) -> str | None:
