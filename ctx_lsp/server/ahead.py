@@ -30,7 +30,7 @@ MAX_PENDING = 48
 class Ahead:
     def __init__(self, ls: CtxServer) -> None:
         self._ls = ls
-        self._pending: dict[str, None] = {}  # uris, oldest first
+        self._pending: dict[str, None] = {}  # uris, the latest last
         self._handle: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -62,7 +62,7 @@ class Ahead:
         while self._pending:
             if self._handle is not None:
                 return  # typing again: `_start` comes back when it stops
-            uri = next(iter(self._pending))
+            uri = next(reversed(self._pending))  # the latest first: the likeliest to be asked
             del self._pending[uri]
             doc = ls.documents.get(uri)
             if doc is None or len(doc.text) > MAX_RELATED_CHARS:
@@ -72,10 +72,10 @@ class Ahead:
             index = ls.rt.indexes.get(folder.root)
             if folder.excluder.reason(rel) is not None or (index is not None and not index.ready):
                 continue  # never read; or done for all once the index is built
-            assistant = ls.assistant(folder)
-            view = await ls.view(folder, refresh=False)
             current = OpenDoc(uri, rel, doc.language_id, doc.text, doc.modified)
             try:
+                assistant = ls.assistant(folder)
+                view = await ls.view(folder, refresh=False)
                 await ahead(lambda a=assistant, c=current, v=view: a.prepare(c, v.docs))
             except Exception as exc:  # the first suggestion does it then, nothing is lost
                 log.warning("preparing suggestions for %s failed: %r", rel, exc)
