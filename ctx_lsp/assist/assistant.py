@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from ctx_lsp.assist import conversation
 from ctx_lsp.backends.openai_compat import Backend, BackendConfig, BackendError, Usage, require_text
@@ -57,6 +57,7 @@ INLINE_BUILD_S = 0.004
 #: prompt as too long, the retry takes the smaller share.
 CONTEXT_FIT = (0.75, 0.5)
 _DEFAULT_MODEL = Settings().model
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -408,7 +409,7 @@ class _Builds:
     def inline(self) -> bool:
         return self._running == 0 and self.last_s < INLINE_BUILD_S
 
-    def _timed(self, build: Callable[[], BuiltPrompt]) -> BuiltPrompt:
+    def _timed(self, build: Callable[[], _T]) -> _T:
         start = time.perf_counter()
         try:
             return build()
@@ -419,7 +420,7 @@ class _Builds:
         with self._lock:
             self._running -= 1
 
-    async def run(self, build: Callable[[], BuiltPrompt], completion: bool) -> BuiltPrompt:
+    async def run(self, build: Callable[[], _T], completion: bool) -> _T:
         if completion and self.inline():
             built = self._timed(build)
             # a turn of the loop: an edit that came meanwhile supersedes us before the call
@@ -433,21 +434,14 @@ class _Builds:
         future.add_done_callback(self._done)
         return await asyncio.wrap_future(future)
 
-    async def ahead(self, work: Callable[[], None]) -> None:
-        """Work done ahead for later prompts, on the builder thread like a build (a prompt
-        asked for meanwhile waits for this one piece, never for a queue of them)."""
-        with self._lock:
-            self._running += 1
-        future = _BUILDER.submit(work)
-        future.add_done_callback(self._done)
-        await asyncio.wrap_future(future)
-
 
 _builds = _Builds()
 
 
 async def ahead(work: Callable[[], None]) -> None:
-    await _builds.ahead(work)
+    """Work done ahead for later prompts, on the builder thread as a build of another task
+    is (a prompt asked for meanwhile waits for this one piece, never for a queue of them)."""
+    await _builds.run(work, completion=False)
 
 
 def _masked(render: TaskRenderer, mask: Callable[[str], str]) -> TaskRenderer:

@@ -31,19 +31,23 @@ class Ahead:
     def __init__(self, ls: CtxServer) -> None:
         self._ls = ls
         self._pending: dict[str, None] = {}  # uris, the latest last
+        #: set from an open or an edit until the quiet time after the last one has passed
         self._handle: asyncio.TimerHandle | None = None
+        self._last = 0.0  # loop time of the last open or edit
         self._task: asyncio.Task[None] | None = None
 
     def soon(self, *uris: str) -> None:
-        """After an open or an edit of these documents (on the event loop)."""
+        """After an open or an edit of these documents (on the event loop, per keystroke:
+        one timer for a whole burst, not one per edit)."""
         for uri in uris:
             self._pending.pop(uri, None)
             self._pending[uri] = None
         while len(self._pending) > MAX_PENDING:
             del self._pending[next(iter(self._pending))]
-        if self._handle is not None:
-            self._handle.cancel()
-        self._handle = asyncio.get_running_loop().call_later(QUIET_S, self._start)
+        loop = asyncio.get_running_loop()
+        self._last = loop.time()
+        if self._handle is None:
+            self._handle = loop.call_later(QUIET_S, self._start)
 
     def all_open(self) -> None:
         """Every open document again (an index was built)."""
@@ -53,6 +57,10 @@ class Ahead:
         return bool(self._pending) or (self._task is not None and not self._task.done())
 
     def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if (left := self._last + QUIET_S - loop.time()) > 0:
+            self._handle = loop.call_later(left, self._start)  # edited meanwhile
+            return
         self._handle = None
         if self._task is None or self._task.done():
             self._task = self._ls.run_task(self._run(), "work ahead of suggestions")

@@ -184,18 +184,24 @@ def count_tokens(text: str) -> int:
     enc = _encoder if _encoder is not None else _load()
     if enc is False:
         return estimate_tokens(text)
+    return _counted(enc, text, whole=True)
+
+
+def _counted(enc: Any, text: str, whole: bool) -> int:
+    """The memoized count: related snippets, summaries and open documents recur from one
+    completion to the next. A `whole` long text is counted from its pieces."""
     if len(text) < 64:
         return len(enc.encode_ordinary(text))
-    # related snippets, summaries and open documents recur from one completion to the next
     key = text_key(text)
     n = _counts.get(key)
     if n is None:
-        if len(text) < PIECES_FROM:
-            n = len(enc.encode_ordinary(text))
+        if whole and len(text) >= PIECES_FROM:
+            n = sum(_counted(enc, piece, whole=False) for piece in _pieces(text))
         else:
-            n = sum(_piece_count(enc, piece) for piece in _pieces(text))
+            n = len(enc.encode_ordinary(text))
         _counts.put(key, n)
-        _learn(len(text), n)
+        if whole:
+            _learn(len(text), n)
     return n
 
 
@@ -237,17 +243,6 @@ def may_cut_before(line: str) -> bool:
     """Whether a text's count is the sum of the counts of the parts before and after the
     start of `line` (one of its lines, after a line break); see `_pieces`."""
     return bool(line) and line[0] not in _NO_CUT and not line.isspace()
-
-
-def _piece_count(enc: Any, piece: str) -> int:
-    if len(piece) < 64:
-        return len(enc.encode_ordinary(piece))
-    key = text_key(piece)
-    n = _counts.get(key)
-    if n is None:
-        n = len(enc.encode_ordinary(piece))
-        _counts.put(key, n)
-    return n
 
 
 def count_joined(pieces: Sequence[str], sep: str) -> int:
