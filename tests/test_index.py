@@ -3,6 +3,8 @@ typed, and the ranking by structure over an index of files that are not open."""
 
 from __future__ import annotations
 
+import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -247,7 +249,7 @@ def test_picks_made_ahead_of_a_completion_are_the_ones_it_makes_and_follow_edits
     current = _doc("pkg/app.py", text, "python")
     cold = related(current, cursor, [], index)
     assert any("def parse_bool(value: str) -> bool:" in s.text for s in cold)
-    for memo in (related_module._FILE_MEMO, related_module._AROUND_MEMO, related_module._BINDINGS):
+    for memo in (related_module._FILE_MEMO, related_module._AROUND_MEMO, related_module._FILES):
         memo.clear()
     prepare(current, [], index)
     assert related(current, cursor, [], index) == cold
@@ -273,10 +275,13 @@ def test_a_path_no_longer_allowed_is_left_out(tmp_path: Path) -> None:
 
 
 def test_the_uses_of_bound_names_are_the_uses_the_full_pass_finds() -> None:
-    """The pass over the cursor's surroundings that looks for the file's bound names only
-    finds what the pass over every identifier finds of them, in real code."""
+    """The pass that looks for the file's bound names only finds what the pass over every
+    identifier finds of them, in real code; and a window's count is the same whether the file
+    was scanned ahead or not."""
     from ctx_lsp.prompting.imports import Bindings
+    from ctx_lsp.prompting.uses import USE_RE, FileUses, bound_uses
 
+    rng = random.Random(7)
     sources = sorted((Path(__file__).parent.parent / "ctx_lsp").rglob("*.py"))
     for path in sources[:40]:
         text = path.read_text(encoding="utf-8") + "\né_x = os.path; x$y = re.sub; .re = 1\n"
@@ -288,5 +293,13 @@ def test_the_uses_of_bound_names_are_the_uses_the_full_pass_finds() -> None:
             bases=b.bases,
         )
         bound = {*b.names, *b.modules}
-        full = [m for m in related_module._USE_RE.findall(text) if m[0] in bound]
-        assert related_module._bound_uses(b).findall(text) == full, path
+        full = [m for m in USE_RE.finditer(text) if m[1] in bound]
+        assert bound_uses(b).findall(text) == [m.groups("") for m in full], path
+        cold, scanned = FileUses(b), FileUses(b)
+        scanned.scan(text)
+        for _ in range(20):
+            lo = rng.randrange(len(text))
+            hi = lo + rng.choice([1, 7, 600, 8000])
+            expected = Counter(m.groups("") for m in full if lo <= m.start() < hi)
+            assert cold.between(text, lo, hi) == expected, (path, lo, hi)
+            assert scanned.between(text, lo, hi) == expected, (path, lo, hi)

@@ -36,6 +36,7 @@ from ctx_lsp.prompting.index.symbols import Symbol
 from ctx_lsp.prompting.index.workspace import WorkspaceIndex
 from ctx_lsp.prompting.relevance import Snippet, definitions, rank
 from ctx_lsp.prompting.sources import Sources
+from ctx_lsp.prompting.uses import FileUses
 from ctx_lsp.text.opendoc import OpenDoc
 from ctx_lsp.text.redact import mask_registered
 from ctx_lsp.text.textkey import LruMemo, text_key
@@ -53,8 +54,6 @@ DOC_MIN_SCORE = 20.0
 #: Characters around the cursor in which uses of imported names are counted.
 USE_WINDOW = 8_000
 
-_USE_RE = re.compile(r"(?<![\w$.])([A-Za-z_$][\w$]*)(?:\.([A-Za-z_$][\w$]*))?")
-_IDENT = re.compile(r"[A-Za-z_$][\w$]*")
 _CLASS_LINE = re.compile(
     r"^([ \t]*)(?:export[ \t]+)?(?:abstract[ \t]+)?(?:class|struct|impl)[ \t]+([\w$]+)", re.M
 )
@@ -69,15 +68,17 @@ class Pick:
     why: str
 
 
-_BINDINGS: LruMemo[Bindings] = LruMemo(128)
+_FILES: LruMemo[tuple[Bindings, FileUses]] = LruMemo(128)
 
 
-def _bindings(doc: OpenDoc) -> Bindings:
+def _file(doc: OpenDoc) -> tuple[Bindings, FileUses]:
+    """What a version of a file binds, and where it uses those names."""
     key = (doc.path, text_key(doc.text))
-    hit = _BINDINGS.get(key)
+    hit = _FILES.get(key)
     if hit is None:
-        hit = bindings(doc, family(language(doc)))
-        _BINDINGS.put(key, hit)
+        b = bindings(doc, family(language(doc)))
+        hit = (b, FileUses(b))
+        _FILES.put(key, hit)
     return hit
 
 
@@ -87,13 +88,18 @@ def _bindings(doc: OpenDoc) -> Bindings:
 
 class _Picker:
     def __init__(
-        self, current: OpenDoc, cursor: int, src: Sources, recent: set[str], b: Bindings
+        self,
+        current: OpenDoc,
+        cursor: int,
+        src: Sources,
+        recent: set[str],
+        file: tuple[Bindings, FileUses],
     ) -> None:
         self.current = current
         self.cursor = cursor
         self.src = src
         self.recent = recent
-        self.b = b
+        self.b, self.uses = file
         self.picks: dict[tuple[str, str, int], Pick] = {}
         self._resolved: dict[tuple[str, str], list[tuple[str, Symbol]]] = {}
 
@@ -170,7 +176,7 @@ class _Picker:
         if not attrs:
             return
         lo = max(0, self.cursor - 1500)
-        for name, attr in _bound_uses(self.b).findall(self.current.text, lo, self.cursor + 600):
+        for name, attr in self.uses.between(self.current.text, lo, self.cursor + 600):
             if attr and name in self.b.modules:
                 for path, s in self.resolve(self.b.modules[name], attr):
                     self.add(path, s, 38.0, f"{name}.{attr} used near the cursor")
@@ -196,12 +202,15 @@ class _Picker:
                     self.add(path, s, 24.0, f"imported ({local})")
             return
         lo = max(0, self.cursor - USE_WINDOW // 2)
-        window = self.current.text[lo : self.cursor + USE_WINDOW // 2]
-        # one pass over the window: uses of names, and of `alias.attr` (of any name when a
-        # wildcard import may have bound it)
-        found = (_USE_RE if self.b.wildcards else _bound_uses(self.b)).findall(window)
-        uses = Counter(name for name, _ in found)
-        attrs = Counter((n, a) for n, a in found if a and n in self.b.modules)
+        # uses of names, and of `alias.attr` (of any name when a wildcard may have bound it)
+        uses: Counter[str] = Counter()
+        attrs: Counter[tuple[str, str]] = Counter()
+        for (name, attr), n in self.uses.between(
+            self.current.text, lo, self.cursor + USE_WINDOW // 2
+        ).items():
+            uses[name] += n
+            if attr and name in self.b.modules:
+                attrs[(name, attr)] += n
         for local, n in uses.items():
             if local in self.b.names:
                 module, name = self.b.names[local]
@@ -243,23 +252,6 @@ class _Picker:
                     return
 
 
-_BOUND_USES: LruMemo[re.Pattern[str]] = LruMemo(64)
-
-
-def _bound_uses(b: Bindings) -> re.Pattern[str]:
-    """`_USE_RE` for the names and module aliases the file binds only: the same matches of
-    those, and the window's other identifiers are never made into strings (half the time of
-    the pass)."""
-    names = {n for n in (*b.names, *b.modules) if _IDENT.fullmatch(n)}  # ("os.path": never)
-    bound = tuple(sorted(names, key=lambda n: (-len(n), n)))
-    hit = _BOUND_USES.get(bound)
-    if hit is None:
-        alternatives = "|".join(map(re.escape, bound)) or r"(?!)"
-        hit = re.compile(rf"(?<![\w$.])({alternatives})(?![\w$])(?:\.([A-Za-z_$][\w$]*))?")
-        _BOUND_USES.put(bound, hit)
-    return hit
-
-
 def _enclosing_class(text: str, lo: int, hi: int) -> str | None:
     """The name on the last class line between ``lo`` and ``hi`` (what `_CLASS_LINE`'s last
     match there gives), found from the keywords back: a multi-line pattern tried at every
@@ -294,7 +286,8 @@ def _bindings_key(b: Bindings) -> object:
     )
 
 
-_AROUND_MEMO: LruMemo[tuple[Bindings, dict[tuple[str, str, int], Pick]]] = LruMemo(128)
+_File = tuple[Bindings, FileUses]
+_AROUND_MEMO: LruMemo[tuple[_File, dict[tuple[str, str, int], Pick]]] = LruMemo(128)
 
 
 def _situation(
@@ -320,13 +313,17 @@ def _situation(
 
 
 def _file_picks(
-    current: OpenDoc, src: Sources, recent: set[str], b: Bindings, state: tuple[object, ...]
+    current: OpenDoc,
+    src: Sources,
+    recent: set[str],
+    file: tuple[Bindings, FileUses],
+    state: tuple[object, ...],
 ) -> tuple[dict[tuple[str, str, int], Pick], dict]:
     """What the file imports, wherever the cursor is: kept while the imports are the same."""
-    file_key = (current.path, _bindings_key(b), *state)
+    file_key = (current.path, _bindings_key(file[0]), *state)
     whole = _FILE_MEMO.get(file_key)
     if whole is None:
-        p = _Picker(current, 0, src, recent, b)
+        p = _Picker(current, 0, src, recent, file)
         p.imported(file_level=True)
         p.module_members()
         whole = (dict(p.picks), p._resolved)
@@ -344,7 +341,10 @@ def prepare(
     found and resolved, 2 to 5 ms for a large file), done ahead of the first completion in it
     when the sources are the ones that completion will see."""
     src, recent, state = _situation(current, others, index, allowed, None)
-    _file_picks(current, src, recent, _bindings(current), state)
+    file = _file(current)
+    _file_picks(current, src, recent, file, state)
+    if not file[1].scanned:
+        file[1].scan(current.text)
 
 
 def structural_picks(
@@ -370,19 +370,19 @@ def structural_picks(
     key = (current.path, len(before), hash(before), hash(after), *state)
     hit = _AROUND_MEMO.get(key)
     if hit is None:
-        b = _bindings(current)
-        p = _Picker(current, cursor, src, recent, b)
-        whole = _file_picks(current, src, recent, b, state)
+        file = _file(current)
+        p = _Picker(current, cursor, src, recent, file)
+        whole = _file_picks(current, src, recent, file, state)
         p.picks, p._resolved = dict(whole[0]), whole[1]
         idents = identifiers_near(text, cursor)
         p.near(idents)
         p.bases()
         p.imported(file_level=False)
         p.lexical(idents)
-        hit = (b, p.picks)
+        hit = (file, p.picks)
         _AROUND_MEMO.put(key, hit)
-    b, around = hit
-    p = _Picker(current, cursor, src, recent, b)
+    file, around = hit
+    p = _Picker(current, cursor, src, recent, file)
     p.picks = dict(around)
     p.typed()
     line_idents = identifiers_near(text[line_start:line_end], cursor - line_start, 0)
