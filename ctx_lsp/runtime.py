@@ -117,6 +117,7 @@ class Runtime:
         self._listings: dict[Path, tuple[int, list[Path]]] = {}  # template folder → its files
         #: folder → (when, values registered, open documents, those readable, masked)
         self._readable: dict[Path, tuple[float, int, list[OpenDoc], list[OpenDoc]]] = {}
+        self._summaries: dict[Path, tuple[tuple, str]] = {}
         #: folder → its code index (built and updated by the caller, off the event loop)
         self.indexes: dict[Path, WorkspaceIndex] = {}
 
@@ -407,7 +408,21 @@ class Runtime:
         docs = self._readable_masked(folder, open_docs)
         paths = {d.path for d in docs}
         docs += [d for d in read_pinned(folder) if d.path not in paths]
-        snap = snapshot(folder, documents, self.config(folder).settings, self.env)
-        request = ContextRequest(folder.root, snap.branch.branch, file, kind)
-        summary = "\n\n".join([prompt_summary(snap), *self.plugins.context(request)])
-        return View(docs, summary)
+        settings = self.config(folder).settings
+        branch = folder.git.branch()
+        # the summary names the open files and their languages, not their sizes or times: the
+        # same for every completion until a file is opened or closed
+        key = (
+            branch.label(),
+            tuple((rel, d.language_id) for rel, d, _ in documents),
+            tuple(folder.pinned),
+            tuple(settings.env_allowlist),
+        )
+        memo = self._summaries.get(folder.root)
+        if memo is not None and memo[0] == key:
+            summary = memo[1]
+        else:
+            summary = prompt_summary(snapshot(folder, documents, settings, self.env))
+            self._summaries[folder.root] = (key, summary)
+        request = ContextRequest(folder.root, branch.branch, file, kind)
+        return View(docs, "\n\n".join([summary, *self.plugins.context(request)]))

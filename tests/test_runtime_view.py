@@ -43,3 +43,22 @@ def test_a_repeated_view_follows_edits_exclusions_and_new_secrets(tmp_path: Path
     secrets = _doc(".env", "API_KEY=x\n")
     paths = [d.path for d in rt.view(folder, [app, edited, secrets], []).docs]
     assert paths == ["app.py", "util.py"], "an excluded file never comes in"
+
+
+def test_the_project_summary_follows_opened_closed_and_pinned_files(tmp_path: Path) -> None:
+    from ctx_lsp.text.documents import Document
+
+    rt, folder = _runtime(tmp_path)
+    (folder.root / "notes.md").write_text("# notes\n")
+
+    def summary(*names: str) -> str:
+        documents = [(n, Document(f"file:///ws/{n}", "x = 1\n", "python", 1), False) for n in names]
+        return rt.view(folder, [_doc(n, "x = 1\n") for n in names], documents).summary
+
+    one = summary("app.py")
+    assert "Open files: app.py (python)" in one
+    assert summary("app.py") == one  # asked again: the same
+    assert "Open files: app.py (python), util.py (python)" in summary("app.py", "util.py")
+    assert "util.py" not in summary("app.py"), "a closed file leaves the summary"
+    folder.pinned.append("notes.md")
+    assert "Pinned files: notes.md" in summary("app.py")

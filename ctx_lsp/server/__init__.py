@@ -184,6 +184,7 @@ class CtxServer(LanguageServer):
         self.rt = Runtime(self.env)
         #: uri → version last saved (didOpen counts as saved): anything newer is unsaved
         self.saved_versions: dict[str, int] = {}
+        self._views_docs: dict[Path, dict[str, tuple[Document, int, OpenDoc]]] = {}
         self.init_options: Any = {}
         self.client_settings: Any = {}
         self._told: set[str] = set()
@@ -350,6 +351,29 @@ class CtxServer(LanguageServer):
             self.add_folder(Path.cwd())
         return next(iter(self.folders.values()))
 
+    def _open_docs(
+        self, folder: Folder, documents: list[tuple[str, Document, bool]]
+    ) -> list[OpenDoc]:
+        """The view's copies of `documents`: the same objects while a document is unchanged,
+        so that a view compares them by identity (every completion takes a view of every
+        open document)."""
+        before = self._views_docs.get(folder.root, {})
+        now: dict[str, tuple[Document, int, OpenDoc]] = {}
+        out = []
+        for rel, d, _ in documents:
+            kept = before.get(d.uri)
+            if (
+                kept is None
+                or kept[0] is not d
+                or kept[1] != d.version
+                or (kept[2].path, kept[2].modified) != (rel, d.modified)
+            ):
+                kept = (d, d.version, OpenDoc(d.uri, rel, d.language_id, d.text, d.modified))
+            now[d.uri] = kept
+            out.append(kept[2])
+        self._views_docs[folder.root] = now  # closed documents' copies go
+        return out
+
     def folder_documents(self, folder: Folder) -> list[tuple[str, Document, bool]]:
         out = []
         for doc in self.documents:
@@ -403,7 +427,7 @@ class CtxServer(LanguageServer):
             self.refresh(folder)
         indexing.scan_soon(self, folder)
         documents = self.folder_documents(folder)
-        docs = [OpenDoc(d.uri, rel, d.language_id, d.text, d.modified) for rel, d, _ in documents]
+        docs = self._open_docs(folder, documents)
         if self.rt.quick_view(folder, docs):
             view = self.rt.view(folder, docs, documents)
         else:
