@@ -4,7 +4,9 @@ bounded and does not keep the texts it was asked about, and texts are never conf
 from __future__ import annotations
 
 import gc
+import random
 import tracemalloc
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +80,59 @@ def test_reset_forgets_the_counts(enc: CountingEncoder):
     assert len(tokens._counts) == 1
     tokens.reset()
     assert len(tokens._counts) == 0
+
+
+def _piece_starts(text: str) -> set[int]:
+    starts, pos = set(), 0
+    for piece in tokens._pieces(text):
+        starts.add(pos)
+        pos += len(piece)
+    return starts
+
+
+def test_a_cursor_window_is_counted_from_its_documents_pieces(enc: CountingEncoder):
+    """The window's far ends are moved to where the document's pieces end, so a window at a
+    new place costs the encoding of the piece around the cursor (and the template's short
+    lines), not of pieces cut at both ends: their counts are known from the document."""
+    source = Path(tokens.__file__).parent.parent / "prompting" / "related.py"
+    text = source.read_text(encoding="utf-8")
+    starts = _piece_starts(text)
+    tokens.count_tokens(text)  # as the server does ahead for an open document
+    encoded: list[int] = []
+    count = enc.encode_ordinary
+    enc.encode_ordinary = lambda t: encoded.append(len(t)) or count(t)  # type: ignore[method-assign]
+    rng = random.Random(3)
+    snapped = 0
+    for _ in range(40):
+        cursor = rng.randrange(len(text) // 4, len(text) * 3 // 4)
+        before, after = 6000, 2000
+        margin = 2000
+        prefix, suffix = tokens.window_at_pieces(
+            text[max(0, cursor - before - margin) : cursor],
+            text[cursor : cursor + after + margin],
+            before,
+            after,
+        )
+        start, end = cursor - len(prefix), cursor + len(suffix)
+        # moved to a piece's start and end, by a quarter and a half of their sides at most,
+        # or left where they were (no piece ends that near)
+        assert start in starts or len(prefix) == before
+        assert end + 1 in starts or len(suffix) == after
+        assert abs(len(prefix) - before) <= before / 4 and abs(len(suffix) - after) <= after / 2
+        if start not in starts or end + 1 not in starts:
+            continue
+        snapped += 1
+        task = f"File: related.py\n\n<file>\n{prefix}<CURSOR>{suffix}\n</file>\n\nReply.\n"
+        encoded.clear()
+        counted = tokens.count_tokens(task)
+        # short texts are encoded, never kept; of the others, only the cursor's piece (two
+        # when the cursor's line, with the marker in it, is one a piece starts at)
+        assert 1 <= len([n for n in encoded if n >= 64]) <= 2
+        assert counted == len(enc.encode_ordinary(task))
+    assert snapped >= 30
+
+
+def test_a_closing_tag_starts_a_piece() -> None:
+    line = "value = compute(1, 2)  # padding\n"
+    text = line * 40 + "</file>\n" + line * 40
+    assert any(p.startswith("</file>") for p in tokens._pieces(text))

@@ -10,7 +10,7 @@ from ctx_lsp.prompting.templates import TemplateLibrary
 from ctx_lsp.text.documents import Document
 from ctx_lsp.text.opendoc import MAX_RELATED_CHARS, OpenDoc
 from ctx_lsp.text.redact import redact
-from ctx_lsp.text.tokens import chars_per_token
+from ctx_lsp.text.tokens import chars_per_token, window_at_pieces
 
 #: Share of the prompt budget for the cursor window: the rest is for related code from
 #: other files, the conversation and the project summary (all trimmed to fit).
@@ -48,7 +48,8 @@ def cursor_window(doc: Document, line: int, char: int, settings: Settings) -> tu
     # masked for the context anyway): when it has nothing to mask, neither has any piece of it.
     if len(doc.text) > MAX_RELATED_CHARS or redact(doc.text) is not doc.text:
         prefix, suffix = redact(prefix), redact(suffix)
-    return prefix[max(0, len(prefix) - before) :], suffix[:after]
+    # the far ends where the document's pieces end: their token counts are known already
+    return window_at_pieces(prefix, suffix, before, after)
 
 
 def completion_request(

@@ -227,15 +227,57 @@ def _pieces(text: str) -> list[str]:
     out: list[str] = []
     start = pos = 0
     for line in text.split("\n"):
-        if (
-            pos
-            and zlib.crc32(line.encode("utf-8", "surrogatepass")) & 15 == 0
-            and may_cut_before(line)
-        ):
+        if pos and cuts_before(line):
             out.append(text[start:pos])
             start = pos
         pos += len(line) + 1
     out.append(text[start:])
+    return out
+
+
+def cuts_before(line: str) -> bool:
+    """Whether `_pieces` cuts a text before this line of it: about one line in 16, by its
+    checksum, and every closing tag (a template's ``</file>`` after the cursor window, so that
+    the window's last piece is counted as it was in its document)."""
+    return may_cut_before(line) and (
+        line.startswith("</") or zlib.crc32(line.encode("utf-8", "surrogatepass")) & 15 == 0
+    )
+
+
+def window_at_pieces(
+    prefix: str, suffix: str, before: int, after: int, slack: float = 0.25
+) -> tuple[str, str]:
+    """The last `before` characters of `prefix` and the first `after` of `suffix` (a cursor
+    window cut of its document, with a margin), their far ends moved to where the document's
+    pieces start and end (`_pieces`): the prefix from the start of a piece, the suffix to the
+    end of one (without the line break the template puts back after it). The window's pieces
+    are then the document's own, counted before, but for the cursor's: a new window costs
+    the encoding of one piece, not three. An end moves by at most `slack` of its side (the
+    suffix, shorter, twice that); where no piece ends that near, it stays."""
+    start = len(prefix) - before
+    if start > 0:
+        reach = int(before * slack)
+        cuts = _cuts_between(prefix, start - reach, start + reach)
+        start = min(cuts, key=lambda c: abs(c - start)) if cuts else start
+    if after < len(suffix):
+        reach = int(after * slack * 2)
+        cuts = _cuts_between(suffix, after + 1 - reach, after + 1 + reach)
+        after = min(cuts, key=lambda c: abs(c - 1 - after)) - 1 if cuts else after
+    return prefix[max(0, start) :], suffix[:after]
+
+
+def _cuts_between(text: str, lo: int, hi: int) -> list[int]:
+    """Offsets from `lo` to `hi` where a line of `text` starts, whole in it, before which
+    `_pieces` cuts."""
+    out = []
+    start = text.find("\n", max(lo, 1) - 1) + 1
+    while 0 < start <= hi:
+        end = text.find("\n", start)
+        if end < 0:
+            break  # the last line, cut short here: not as its document has it
+        if cuts_before(text[start:end]):
+            out.append(start)
+        start = end + 1
     return out
 
 
