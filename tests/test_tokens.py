@@ -317,3 +317,21 @@ def test_count_joined_with_the_estimate(estimate_only: None) -> None:
     for _ in range(50):
         pieces = _pieces(rng, rng.randrange(1, 6))
         assert tokens.count_joined(pieces, "\n\n") == estimate_tokens("\n\n".join(pieces))
+
+
+def test_a_related_section_counted_with_its_separator_knows_its_own_count() -> None:
+    """`prompt._section_cost` keeps a section's count alone (for when it ends the system
+    message) from its count with the separator, without encoding it: exact on real code."""
+    from ctx_lsp.prompting import prompt
+    from ctx_lsp.prompting.relevance import Snippet
+
+    enc = tokens._load()
+    rng = random.Random(5)
+    for _ in range(200):
+        text = rng.choice(_OWN_SOURCES).read_text(encoding="utf-8")
+        a = rng.randrange(len(text))
+        body = text[a : a + rng.randrange(1, 3000)] + rng.choice(_ENDS)
+        section = prompt._snippet_section(Snippet("pkg/mod.py", body, 1.0, "defines x"))
+        cost = prompt._section_cost(section)
+        assert cost == len(enc.encode_ordinary(section + "\n\n"))
+        assert count_tokens(section) == len(enc.encode_ordinary(section)), section[-80:]

@@ -48,6 +48,7 @@ Parts with nothing dropped are absent.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -55,7 +56,13 @@ from ctx_lsp.prompting.relevance import Snippet
 from ctx_lsp.prompting.templates import TemplateLibrary
 from ctx_lsp.text.languages import fence_language
 from ctx_lsp.text.messages import ChatMessage
-from ctx_lsp.text.tokens import count_joined, count_tokens, truncate_to_tokens
+from ctx_lsp.text.tokens import (
+    count_joined,
+    count_tokens,
+    remember_count,
+    tokenizer_name,
+    truncate_to_tokens,
+)
 
 #: Tokens a chat API adds per message (role and separators), counted generously.
 MESSAGE_OVERHEAD = 4
@@ -289,6 +296,22 @@ def _joined_cost(piece: str) -> int:
     return count_tokens(piece + _SEP)
 
 
+def _section_cost(section: str) -> int:
+    """`_joined_cost` of a related-code section. Its own count, for when it ends the message,
+    follows from it: the section ends with its closing fence, a line that starts a chunk of
+    its own, with the separator after it or without."""
+    cost = _joined_cost(section)
+    fence = section[section.rfind("\n") + 1 :]
+    remember_count(section, cost + _fence_delta(fence, tokenizer_name()))
+    return cost
+
+
+@functools.cache
+def _fence_delta(fence: str, counter: str) -> int:
+    """What a closing fence costs alone less what it costs with the separator after it."""
+    return count_tokens(fence) - count_tokens(fence + _SEP)
+
+
 def _assemble(
     parts: PromptParts,
     system: str,
@@ -319,7 +342,7 @@ def _assemble(
     for snip in parts.related if complete else []:
         extra = 0 if opened else opening + _joined_cost(_RELATED_HEADER)
         section = _snippet_section(snip)
-        need = _joined_cost(section) + extra
+        need = _section_cost(section) + extra
         if need <= left:
             related_sections.append(section)
             left -= need
@@ -333,7 +356,7 @@ def _assemble(
             cut = truncate_to_tokens(snip.text, text_room, keep="start", exact=False)
             cut = cut.rstrip("\n") + "\n…"
             section = _snippet_section(snip, cut)
-            need = _joined_cost(section) + extra
+            need = _section_cost(section) + extra
             if need <= left:
                 related_sections.append(section)
                 left -= need

@@ -101,17 +101,13 @@ def clear_cache() -> None:
 # Ranking
 
 
-def _head(text: str) -> str:
-    end = 0
-    for _ in range(HEAD_LINES):
-        nl = text.find("\n", end)
-        if nl < 0:
-            end = len(text)
-            break
-        end = nl + 1
-        if end >= HEAD_CHARS:
-            break
-    return text[: min(end, HEAD_CHARS)].rstrip("\n")
+def _head_len(text: str) -> int:
+    """Length of a document's head: its first HEAD_LINES lines, at most HEAD_CHARS, without
+    the line breaks that end it (one split in C, not a find per line)."""
+    chunk = text[:HEAD_CHARS]
+    lines = chunk.split("\n", HEAD_LINES)
+    end = len(chunk) - len(lines[-1]) if len(lines) > HEAD_LINES else len(chunk)
+    return len(chunk[:end].rstrip("\n"))
 
 
 @dataclass(frozen=True)
@@ -284,7 +280,7 @@ def _take(candidates: list[_Candidate], limit: int) -> list[Snippet]:
     taken: dict[str, list[tuple[int, int]]] = {}
     out: list[Snippet] = []
     for c in candidates:
-        start, end = c.start, c.end if c.end >= 0 else len(_head(c.doc.text))
+        start, end = c.start, c.end if c.end >= 0 else _head_len(c.doc.text)
         spans = taken.setdefault(c.doc.uri, [])
         if any(start < e and s < end for s, e in spans):
             continue

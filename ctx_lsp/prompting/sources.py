@@ -40,20 +40,26 @@ class Overlay:
         self.blocks: dict[str, dict[str, tuple[int, int]]] = {}  # name → path → its block
         self._blocks_of: dict[str, dict[str, tuple[int, int]]] = {}  # path → its blocks
         self.generation = 0
+        self._texts: dict[str, str] = {}  # path → the text its symbols are of
 
     def sync(self, docs: Sequence[OpenDoc], current: str) -> None:
         """Parse what changed; drop what was closed. The current document is left as it
         was: it changes on every keystroke and is never its own related code."""
         with self.lock:
-            open_paths = {d.path for d in docs}
+            open_paths = set()
             for d in docs:
+                open_paths.add(d.path)
+                if self._texts.get(d.path) is d.text:
+                    continue  # the very text synced last time (views keep unchanged ones)
                 key = text_key(d.text)
                 if self.keys.get(d.path) != key:
                     self._set(d.path, doc_symbols(d)[0], definitions(d))
                     self.keys[d.path] = key
+                self._texts[d.path] = d.text
             for path in [p for p in self.keys if p not in open_paths and p != current]:
                 self._set(path, None)
                 del self.keys[path]
+                self._texts.pop(path, None)
 
     def _set(
         self,

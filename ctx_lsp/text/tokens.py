@@ -248,43 +248,65 @@ def window_at_pieces(
     prefix: str, suffix: str, before: int, after: int, slack: float = 0.25
 ) -> tuple[str, str]:
     """The last `before` characters of `prefix` and the first `after` of `suffix` (a cursor
-    window cut of its document, with a margin), their far ends moved to where the document's
-    pieces start and end (`_pieces`): the prefix from the start of a piece, the suffix to the
-    end of one (without the line break the template puts back after it). The window's pieces
-    are then the document's own, counted before, but for the cursor's: a new window costs
-    the encoding of one piece, not three. An end moves by at most `slack` of its side (the
-    suffix, shorter, twice that); where no piece ends that near, it stays."""
-    start = len(prefix) - before
-    if start > 0:
-        reach = int(before * slack)
-        cuts = _cuts_between(prefix, start - reach, start + reach)
-        start = min(cuts, key=lambda c: abs(c - start)) if cuts else start
+    window cut of its document, with a margin), their far ends moved in to where the
+    document's pieces start and end (`_pieces`): the prefix from the start of a piece, the
+    suffix to the end of one (without the line break the template puts back after it). The
+    window's pieces are then the document's own, counted before, but for the cursor's: a new
+    window costs the encoding of one piece, not three. An end moves by at most `slack` of its
+    side (inwards: the prefix), or twice that (either way: the suffix, the shorter); where no
+    piece ends that near, it stays."""
+    start = max(0, len(prefix) - before)
+    if start:
+        # the first whole line from there on that a piece starts at
+        line = prefix.find("\n", start - 1) + 1
+        stop = start + before * slack
+        while 0 < line <= stop:
+            end = prefix.find("\n", line)
+            if end < 0:
+                break  # the cursor's line
+            if cuts_before(prefix[line:end]):
+                start = line
+                break
+            line = end + 1
     if after < len(suffix):
-        reach = int(after * slack * 2)
-        cuts = _cuts_between(suffix, after + 1 - reach, after + 1 + reach)
-        after = min(cuts, key=lambda c: abs(c - 1 - after)) - 1 if cuts else after
-    return prefix[max(0, start) :], suffix[:after]
+        after = _suffix_end(suffix, after, int(after * slack * 2))
+    return prefix[start:], suffix[:after]
 
 
-def _cuts_between(text: str, lo: int, hi: int) -> list[int]:
-    """Offsets from `lo` to `hi` where a line of `text` starts, whole in it, before which
-    `_pieces` cuts."""
-    out = []
-    start = text.find("\n", max(lo, 1) - 1) + 1
-    while 0 < start <= hi:
-        end = text.find("\n", start)
-        if end < 0:
-            break  # the last line, cut short here: not as its document has it
-        if cuts_before(text[start:end]):
-            out.append(start)
-        start = end + 1
-    return out
+def _suffix_end(suffix: str, after: int, reach: int) -> int:
+    """Where a suffix of about `after` characters ends before a whole line that a piece
+    starts at: the nearest such place within `reach` either way (one line back, one line on,
+    and so on), else `after`."""
+
+    def starts_piece(nl: int) -> bool:  # the line after the line break at `nl`
+        nxt = suffix.find("\n", nl + 1)
+        return nxt >= 0 and cuts_before(suffix[nl + 1 : nxt])
+
+    back = suffix.rfind("\n", 0, after + 1)
+    on = suffix.find("\n", after + 1)
+    while (back > after - reach) or (0 <= on <= after + reach):
+        if back > after - reach:
+            if starts_piece(back):
+                return back
+            back = suffix.rfind("\n", 0, back)
+        if 0 <= on <= after + reach:
+            if starts_piece(on):
+                return on
+            on = suffix.find("\n", on + 1)
+    return after
 
 
 def may_cut_before(line: str) -> bool:
     """Whether a text's count is the sum of the counts of the parts before and after the
     start of `line` (one of its lines, after a line break); see `_pieces`."""
     return bool(line) and line[0] not in _NO_CUT and not line.isspace()
+
+
+def remember_count(text: str, n: int) -> None:
+    """Keep `n` as the count of `text`, known without encoding it (see `prompt._section_cost`),
+    so that counting it is a memo hit."""
+    if len(text) >= 64 and _encoder is not None and _encoder is not False:
+        _counts.put(text_key(text), n)
 
 
 def count_joined(pieces: Sequence[str], sep: str) -> int:
