@@ -115,6 +115,7 @@ class Runtime:
         self._backends: dict[tuple[Any, ...], Backend] = {}
         self._stamp: tuple[tuple[str, int], ...] = ()
         self._listings: dict[Path, tuple[int, list[Path]]] = {}  # template folder → its files
+        self._config_paths: tuple[object, list[Path], list[Path]] = ((), [], [])
         #: folder → (when, values registered, open documents, those readable, masked)
         self._readable: dict[Path, tuple[float, int, list[OpenDoc], list[OpenDoc]]] = {}
         self._summaries: dict[Path, tuple[tuple, str]] = {}
@@ -125,8 +126,13 @@ class Runtime:
     def config_files(self) -> list[Path]:
         """Files whose change means settings or templates must be read again."""
         user = user_config_path()
-        dirs = [user.parent / "templates"] + [r / ".ctx" / "templates" for r in self.folders]
-        files = [user, self.trust.path] + [workspace_config_path(r) for r in self.folders]
+        key = (user, self.trust.path, tuple(self.folders))
+        if self._config_paths[0] != key:  # asked before every request: built once
+            dirs = [user.parent / "templates"] + [r / ".ctx" / "templates" for r in self.folders]
+            files = [user, self.trust.path] + [workspace_config_path(r) for r in self.folders]
+            self._config_paths = (key, files, dirs)
+        _, fixed, dirs = self._config_paths
+        files = list(fixed)
         for d in dirs:
             files.append(d)
             files += self._templates_in(d, mtime_ns(d))

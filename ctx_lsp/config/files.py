@@ -20,7 +20,17 @@ SECTIONS = frozenset({"templates"})
 
 
 def user_config_path() -> Path:
-    override = os.environ.get("CTX_LSP_CONFIG")
+    env = os.environ
+    key = (env.get("CTX_LSP_CONFIG"), env.get("XDG_CONFIG_HOME"), env.get("HOME"))
+    if _user_path[0] != key:  # asked before every request: the same until the variables change
+        _user_path[:] = [key, _find_user_config(key[0])]
+    return _user_path[1]
+
+
+_user_path: list = [None, None]
+
+
+def _find_user_config(override: str | None) -> Path:
     if override:
         return Path(override)
     from platformdirs import user_config_dir
