@@ -1,5 +1,6 @@
-"""The server's own ends of stdio: a reader straight on the descriptor, a writer thread, and a
-child watcher that needs no thread. See `inbox`, which uses them."""
+"""The server's own ends of stdio: a reader straight on the descriptor, a writer that writes
+from the loop while the pipe takes it (a thread for the rest), and a child watcher that needs
+no thread. See `inbox`, which uses them."""
 
 from __future__ import annotations
 
