@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -192,3 +193,14 @@ async def command(client: LanguageClient, name: str, args: dict[str, Any] | None
     return await client.workspace_execute_command_async(
         types.ExecuteCommandParams(command=name, arguments=[args or {}])
     )
+
+
+async def index_state(client: LanguageClient) -> dict[str, Any]:
+    """The first folder's code index once it is built (as `ctx.showContext` tells): a prompt
+    asked for before takes no definitions from files that are not open."""
+    for _ in range(200):
+        shown = await command(client, "ctx.showContext")
+        if shown["indexes"] and shown["indexes"][0]["ready"]:
+            return shown["indexes"][0]
+        await asyncio.sleep(0.05)
+    raise AssertionError("the index was never ready")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from lsprotocol import types
 
-from tests.conftest import command, git, open_doc
+from tests.conftest import command, git, index_state, open_doc
 from tests.fake_openai import FakeOpenAI, Hang, Status
 
 UTIL = "def scale_vector(values, factor):\n    return [v * factor for v in values]\n"
@@ -228,6 +228,9 @@ async def test_cache_answers_repeat_and_survives_restart(
 ):
     fake_openai.reply = "scale_vector(xs, 4)"
     client = await _start(lsp, project, fake_openai)
+    # the prompt takes util.py's definitions once the index is built (read back from .ctx/
+    # after the restart): asked for before, it would differ from the restarted server's
+    await index_state(client)
     uri = open_doc(client, project / "app.py")
     for _ in range(2):
         assert [i.insert_text for i in (await _inline(client, uri, 4, 11)).items] == [
@@ -237,6 +240,7 @@ async def test_cache_answers_repeat_and_survives_restart(
     await client.shutdown_session()
 
     second = await _start(lsp, project, fake_openai)
+    await index_state(second)
     uri = open_doc(second, project / "app.py")
     assert [i.insert_text for i in (await _inline(second, uri, 4, 11)).items] == [
         "scale_vector(xs, 4)"

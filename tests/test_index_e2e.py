@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from lsprotocol import types
 
-from tests.conftest import command, git, open_doc
+from tests.conftest import command, git, index_state, open_doc
 from tests.fake_openai import FakeOpenAI
 
 UTIL = '''"""Helpers."""
@@ -67,15 +67,6 @@ async def _start(lsp, root: Path, fake: FakeOpenAI):
     return await lsp(root, env=fake.env(), init_options=opts)
 
 
-async def _index_state(client) -> dict[str, Any]:
-    for _ in range(200):
-        shown = await command(client, "ctx.showContext")
-        if shown["indexes"] and shown["indexes"][0]["ready"]:
-            return shown["indexes"][0]
-        await asyncio.sleep(0.05)
-    raise AssertionError("the index was never ready")
-
-
 async def _dry_run(client, uri: str) -> dict[str, Any]:
     pos = {"line": CURSOR[0], "character": CURSOR[1]}
     return await command(client, "ctx.showPrompt", {"uri": uri, "position": pos})
@@ -108,7 +99,7 @@ async def test_a_definition_in_a_file_never_opened_reaches_the_prompt(
     fake_openai.reply = "parse_bool(args[0])"
     client = await _start(lsp, project, fake_openai)
     uri = open_doc(client, project / "pkg" / "app.py")  # util.py is never opened
-    await _index_state(client)
+    await index_state(client)
     await _inline(client, uri)
     (prompt,) = fake_openai.prompts()
     assert "def parse_bool(value: str) -> bool:" in prompt
@@ -126,7 +117,7 @@ async def test_an_edit_to_an_unopened_file_on_disk_is_seen(
 ):
     client = await _start(lsp, project, fake_openai)
     uri = open_doc(client, project / "pkg" / "app.py")
-    await _index_state(client)
+    await index_state(client)
     await _until_in_prompt(client, uri, "def parse_bool(value: str) -> bool:")
 
     # no watcher on this client's side: the stat scan finds it
@@ -152,7 +143,7 @@ async def test_an_excluded_file_never_enters_the_index_or_the_prompt(
     (project / "pkg" / ".env").write_text("def env_secret(): pass\n")
     client = await _start(lsp, project, fake_openai)
     uri = open_doc(client, project / "pkg" / "app.py")
-    state = await _index_state(client)
+    state = await index_state(client)
     # app.py, pkg/__init__.py, pkg/app.py: hidden.py is git-ignored, util.py ctx-ignored
     assert state["files"] == 3
 
@@ -169,12 +160,12 @@ async def test_an_excluded_file_never_enters_the_index_or_the_prompt(
 
 async def test_a_restart_reuses_the_persisted_index(lsp, project: Path, fake_openai: FakeOpenAI):
     client = await _start(lsp, project, fake_openai)
-    first = await _index_state(client)
+    first = await index_state(client)
     assert first["parsed"] == 4 and first["loaded"] == 0  # app.py, pkg/{__init__,util,app}.py
     await client.shutdown_session()
 
     client = await _start(lsp, project, fake_openai)
-    again = await _index_state(client)
+    again = await index_state(client)
     assert (again["files"], again["loaded"], again["parsed"]) == (4, 4, 0)
     await client.shutdown_session()
 
@@ -182,7 +173,7 @@ async def test_a_restart_reuses_the_persisted_index(lsp, project: Path, fake_ope
         UTIL + "\n\ndef parse_int(text: str) -> int:\n    return 0\n"
     )
     client = await _start(lsp, project, fake_openai)
-    third = await _index_state(client)
+    third = await index_state(client)
     assert (third["loaded"], third["parsed"]) == (4, 1)  # only the edited file parsed again
     uri = open_doc(client, project / "pkg" / "app.py")
     await _until_in_prompt(client, uri, "def parse_bool(value: str) -> bool:")
