@@ -6,6 +6,7 @@ table holds user templates. Problems carry the file and line.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tomllib
@@ -20,17 +21,12 @@ SECTIONS = frozenset({"templates"})
 
 
 def user_config_path() -> Path:
-    env = os.environ
-    key = (env.get("CTX_LSP_CONFIG"), env.get("XDG_CONFIG_HOME"), env.get("HOME"))
-    if _user_path[0] != key:  # asked before every request: the same until the variables change
-        _user_path[:] = [key, _find_user_config(key[0])]
-    return _user_path[1]
+    env = os.environ  # asked before every request: found again only when these change
+    return _user_config_path(env.get("CTX_LSP_CONFIG"), env.get("XDG_CONFIG_HOME"), env.get("HOME"))
 
 
-_user_path: list = [None, None]
-
-
-def _find_user_config(override: str | None) -> Path:
+@functools.lru_cache(maxsize=8)
+def _user_config_path(override: str | None, _xdg: str | None, _home: str | None) -> Path:
     if override:
         return Path(override)
     from platformdirs import user_config_dir

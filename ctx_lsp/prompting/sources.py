@@ -32,7 +32,7 @@ class Overlay:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.keys: dict[str, object] = {}  # path → text key of what was parsed
+        self.texts: dict[str, str] = {}  # path → the text its symbols are of
         self.by_path: dict[str, tuple[Symbol, ...]] = {}
         self.by_name: dict[str, dict[str, list[Symbol]]] = {}
         self.by_prefix: dict[str, set[str]] = {}
@@ -40,7 +40,6 @@ class Overlay:
         self.blocks: dict[str, dict[str, tuple[int, int]]] = {}  # name → path → its block
         self._blocks_of: dict[str, dict[str, tuple[int, int]]] = {}  # path → its blocks
         self.generation = 0
-        self._texts: dict[str, str] = {}  # path → the text its symbols are of
 
     def sync(self, docs: Sequence[OpenDoc], current: str) -> None:
         """Parse what changed; drop what was closed. The current document is left as it
@@ -49,17 +48,15 @@ class Overlay:
             open_paths = set()
             for d in docs:
                 open_paths.add(d.path)
-                if self._texts.get(d.path) is d.text:
-                    continue  # the very text synced last time (views keep unchanged ones)
-                key = text_key(d.text)
-                if self.keys.get(d.path) != key:
+                old = self.texts.get(d.path)
+                if old is d.text:
+                    continue  # the very text of last time (views keep unchanged ones)
+                if old != d.text:
                     self._set(d.path, doc_symbols(d)[0], definitions(d))
-                    self.keys[d.path] = key
-                self._texts[d.path] = d.text
-            for path in [p for p in self.keys if p not in open_paths and p != current]:
+                self.texts[d.path] = d.text
+            for path in [p for p in self.texts if p not in open_paths and p != current]:
                 self._set(path, None)
-                del self.keys[path]
-                self._texts.pop(path, None)
+                del self.texts[path]
 
     def _set(
         self,
@@ -83,7 +80,7 @@ class Overlay:
         self._blocks_of[path] = blocks or {}
         for name, block in (blocks or {}).items():
             self.blocks.setdefault(name, {})[path] = block
-        if path not in self.keys:
+        if path not in self.texts:
             self.implementing.clear()
         self.by_path[path] = symbols
         for sym in symbols:
