@@ -38,7 +38,7 @@ from ctx_lsp.text.opendoc import OpenDoc
 from ctx_lsp.text.redact import redact, register_secret
 from ctx_lsp.text.tokens import count_tokens
 from ctx_lsp.workspace.folder import Folder
-from ctx_lsp.workspace.git import GitError
+from ctx_lsp.workspace.git import BranchInfo, GitError
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +46,13 @@ log = logging.getLogger(__name__)
 _BUILDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ctx-prompt")
 #: Most characters of a request kept as its short form in the history.
 SHORT_FORM_CHARS = 1500
-#: A completion prompt whose last build took less than this is built on the event loop: the
-#: hop to the builder thread and back costs ~0.2 ms, a tenth of the build, and holding the
-#: loop that long delays nobody. Slower builds (large budgets, a big document being typed in)
-#: and every other task's go to the builder thread, so edits and newer requests are answered
-#: meanwhile.
-INLINE_BUILD_S = 0.004
+#: A completion prompt whose last build took less than this is built on the event loop:
+#: the hop to the builder thread and back is two thread wake-ups, 0.2 ms on an idle machine
+#: and 1 to 2 ms on a busy one (measured: a third of the server's own time per completion
+#: when builds of 3 to 5 ms crossed a 4 ms bound), and holding the loop that long delays
+#: nobody. Slower builds (large budgets, a big document being typed in) and every other
+#: task's go to the builder thread, so edits and newer requests are answered meanwhile.
+INLINE_BUILD_S = 0.010
 #: Share of the model's context window (when the server says it) that a prompt and its
 #: answer may take: our token count can be below the model's own; after the model refused a
 #: prompt as too long, the retry takes the smaller share.
@@ -202,11 +203,11 @@ class Assistant:
         )
         if req.window is not None:
             parts.cursor_prefix, parts.cursor_suffix = req.window
-        max_tokens = self._max_tokens(req)
+        max_tokens = self._max_tokens(req, branch)
         built = build_messages(parts, self.context_tokens, reserve_output=max_tokens)
         messages = [replace(m, content=_valid_text(m.content)) for m in built.messages]
         return BuiltPrompt(
-            messages, built.tokens, built.dropped, kept_picks(related, built.dropped)
+            messages, built.tokens, built.dropped, kept_picks(related, built.dropped), max_tokens
         )
 
     def prepare(self, current: OpenDoc, docs: Sequence[OpenDoc]) -> None:
@@ -249,11 +250,12 @@ class Assistant:
         except GitError as exc:
             log.info("git values for the prompt unavailable: %s", exc)
 
-    def _max_tokens(self, req: Request) -> int:
+    def _max_tokens(self, req: Request, branch: BranchInfo | None = None) -> int:
         """The reply limit: the template's `max_tokens` (else the `maxTokens` setting), and
         `maxTokens` caps every task, whatever its template asks for."""
+        branch = branch or self.folder.git.branch()
         try:
-            own = self.templates.get(req.template, self.folder.git.branch().branch).max_tokens
+            own = self.templates.get(req.template, branch.branch).max_tokens
         except KeyError:
             own = None
         return min(own or self.settings.max_tokens, self.settings.max_tokens)
@@ -301,7 +303,7 @@ class Assistant:
             lambda: self.build(req, docs, project_summary), completion=req.window is not None
         )
         params = {
-            "max_tokens": self._max_tokens(req),
+            "max_tokens": built.max_tokens,
             "temperature": self.settings.temperature,
             "stop": req.stop,
         }

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 
 from ctx_lsp.text.opendoc import OpenDoc
+from ctx_lsp.text.textkey import HashedKey
 
 _PY_FROM = re.compile(
     r"^[ \t]*from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+(?:\(([^)]*)\)|([^\n#]*))", re.M
@@ -163,6 +164,19 @@ class Bindings:
     wildcards: tuple[str, ...] = ()
     #: ``class Name(Base, ...)`` / ``extends Base`` / ``implements I`` of the file: name → bases
     bases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @functools.cached_property
+    def key(self) -> HashedKey:
+        """All of it as one memo key (asked once the bindings are complete): equal for two
+        versions of a file whose imports are the same."""
+        return HashedKey(
+            (
+                tuple(self.names.items()),
+                tuple(self.modules.items()),
+                self.wildcards,
+                tuple(self.bases.items()),
+            )
+        )
 
 
 _ALIAS = re.compile(r"([\w$]+)(?:\s+as\s+([\w$]+))?")

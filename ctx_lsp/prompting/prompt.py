@@ -56,9 +56,11 @@ from ctx_lsp.prompting.relevance import Snippet
 from ctx_lsp.prompting.templates import TemplateLibrary
 from ctx_lsp.text.languages import fence_language
 from ctx_lsp.text.messages import ChatMessage
+from ctx_lsp.text.textkey import LruMemo, text_key
 from ctx_lsp.text.tokens import (
     count_joined,
     count_tokens,
+    joinable,
     remember_count,
     tokenizer_name,
     truncate_to_tokens,
@@ -115,6 +117,8 @@ class BuiltPrompt:
     dropped: dict[str, int]
     #: one line per definition of related code that made it into the prompt, with why
     picks: tuple[str, ...] = ()
+    #: the reply limit the prompt was built to leave room for (0: not set)
+    max_tokens: int = 0
 
 
 def kept_picks(related: Sequence[Snippet], dropped: Mapping[str, int]) -> tuple[str, ...]:
@@ -301,9 +305,31 @@ def _section_cost(section: str) -> int:
     follows from it: the section ends with its closing fence, a line that starts a chunk of
     its own, with the separator after it or without."""
     cost = _joined_cost(section)
-    fence = section[section.rfind("\n") + 1 :]
-    remember_count(section, cost + _fence_delta(fence, tokenizer_name()))
+    remember_count(section, cost + _own_delta(section))
     return cost
+
+
+def _own_delta(section: str) -> int:
+    """A section's count alone less its count with the separator after it."""
+    return _fence_delta(section[section.rfind("\n") + 1 :], tokenizer_name())
+
+
+#: (joined cost, own count) of related sections by what they are made of and the counter:
+#: the same snippets come back prompt after prompt (a file's imports, a pick's body), and a
+#: section's text, a new string each time, would be hashed and looked up twice to count it.
+_SECTIONS: LruMemo[tuple[int, int]] = LruMemo(2048)
+
+
+def _related_section(snip: Snippet) -> tuple[str, int, int]:
+    """The section of a snippet of related code, its `_joined_cost` and its own count."""
+    section = _snippet_section(snip)
+    key = (snip.path, snip.reason, text_key(snip.text), tokenizer_name())
+    costs = _SECTIONS.get(key)
+    if costs is None:
+        cost = _joined_cost(section)
+        costs = (cost, cost + _own_delta(section))
+        _SECTIONS.put(key, costs)
+    return section, *costs
 
 
 @functools.cache
@@ -338,14 +364,17 @@ def _assemble(
 
     # 2. Related code, in rank order; the first snippet that does not fit may be cut.
     related_sections: list[str] = []
+    related_costs: list[int] = []  # each with the separator after it
+    last_own = 0  # the last one's count alone
     n_related = 0
     for snip in parts.related if complete else []:
         extra = 0 if opened else opening + _joined_cost(_RELATED_HEADER)
-        section = _snippet_section(snip)
-        need = _section_cost(section) + extra
-        if need <= left:
+        section, cost, own = _related_section(snip)
+        if cost + extra <= left:
             related_sections.append(section)
-            left -= need
+            related_costs.append(cost)
+            last_own = own
+            left -= cost + extra
             n_related += 1
             opened = True
             continue
@@ -356,10 +385,12 @@ def _assemble(
             cut = truncate_to_tokens(snip.text, text_room, keep="start", exact=False)
             cut = cut.rstrip("\n") + "\n…"
             section = _snippet_section(snip, cut)
-            need = _section_cost(section) + extra
-            if need <= left:
+            cost = _section_cost(section)
+            if cost + extra <= left:
                 related_sections.append(section)
-                left -= need
+                related_costs.append(cost)
+                last_own = cost + _own_delta(section)
+                left -= cost + extra
                 n_related += 1
                 opened = True
                 dropped["related_truncated"] = 1
@@ -407,7 +438,15 @@ def _assemble(
     total = REPLY_OVERHEAD + task_cost
     if system_pieces:
         messages.append(ChatMessage(role="system", content=_SEP.join(system_pieces)))
-        total += count_joined(system_pieces, _SEP) + MESSAGE_OVERHEAD
+        if related_sections and joinable(system_pieces, _SEP):
+            # the sections' counts are known already: only the pieces before them are looked
+            # up, and the last section's count alone, kept for that
+            head = system_pieces[: -len(related_sections)]
+            joined = sum(_joined_cost(p) for p in head) + sum(related_costs[:-1])
+            remember_count(related_sections[-1], last_own)
+            total += joined + count_tokens(related_sections[-1]) + MESSAGE_OVERHEAD
+        else:
+            total += count_joined(system_pieces, _SEP) + MESSAGE_OVERHEAD
     if summary_msg is not None:
         messages.append(summary_msg)
         total += _cost(summary_msg.content)

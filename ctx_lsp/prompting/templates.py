@@ -95,13 +95,16 @@ class TemplateError(ValueError):
     """A template file that cannot be parsed; the message names the source and the problem."""
 
 
-def _placeholders_in(text: str) -> set[str]:
+@functools.lru_cache(maxsize=256)
+def _placeholders_in(text: str) -> frozenset[str]:
+    """Cached: a template is rendered several times per prompt (a completion's window is
+    fitted by rendering it again)."""
     names: set[str] = set()
     for m in string.Template.pattern.finditer(text):
         name = m.group("named") or m.group("braced")
         if name:
             names.add(name)
-    return names
+    return frozenset(names)
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ class Template:
     max_tokens: int | None = None
     source: str = "builtin"
 
-    def placeholders(self) -> set[str]:
+    def placeholders(self) -> frozenset[str]:
         """Every ``$name`` / ``${name}`` used in system or user text."""
         return _placeholders_in(self.system) | _placeholders_in(self.user)
 

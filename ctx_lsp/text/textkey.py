@@ -28,6 +28,25 @@ def text_key(text: str) -> object:
     return (n, hash(text), sample)
 
 
+class HashedKey:
+    """A memo key made of a large tuple, hashed once: a tuple computes its hash again at each
+    look-up, element by element (a file's imports run to hundreds of names)."""
+
+    __slots__ = ("_hash", "value")
+
+    def __init__(self, value: tuple[object, ...]) -> None:
+        self.value = value
+        self._hash = hash(value)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, HashedKey) and self._hash == other._hash and self.value == other.value
+        )
+
+
 class LruMemo(Generic[V]):
     """Values by memo key, least recently used out first; thread-safe. Bounded in entries and,
     when `size` is given, in the bytes it reports for each value (a value over a quarter of

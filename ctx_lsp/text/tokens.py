@@ -324,16 +324,21 @@ def count_joined(pieces: Sequence[str], sep: str) -> int:
     anyway), count the joined text."""
     if len(pieces) < 2:
         return count_tokens(pieces[0]) if pieces else 0
+    if not joinable(pieces, sep):
+        return count_tokens(sep.join(pieces))
+    return sum(count_tokens(p + sep) for p in pieces[:-1]) + count_tokens(pieces[-1])
+
+
+def joinable(pieces: Sequence[str], sep: str) -> bool:
+    """Whether the count of ``sep.join(pieces)`` is the sum of its pieces' counts with `sep`
+    after them, but the last's alone (see `count_joined`)."""
     enc = _encoder if _encoder is not None else _load()
-    clean = (
+    return bool(
         enc is not False
         and sep
         and not sep.strip("\r\n")
         and all(p[:1] and not p[0].isspace() and p[0] != "/" for p in pieces[1:])
     )
-    if not clean:
-        return count_tokens(sep.join(pieces))
-    return sum(count_tokens(p + sep) for p in pieces[:-1]) + count_tokens(pieces[-1])
 
 
 def chars_per_token() -> float:
