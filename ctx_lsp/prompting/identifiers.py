@@ -59,20 +59,11 @@ def _identifiers_near(text: str, offset: int, window_lines: int) -> list[str]:
     if line_end < 0:
         line_end = len(text)
 
-    seen: set[str] = set()
-    out: list[str] = []
-
-    def take(names: list[str]) -> None:
-        for n in names:
-            if n not in seen and len(n) > 1 and n not in KEYWORDS and not n[0].isdigit():
-                seen.add(n)
-                out.append(n)
-
     line = text[line_start:line_end]
     col = offset - line_start
     matches = [(m.start(), m.end(), m.group()) for m in _IDENT_RE.finditer(line)]
     matches.sort(key=lambda m: 0 if m[0] <= col <= m[1] else min(abs(m[0] - col), abs(m[1] - col)))
-    take([m[2] for m in matches])
+    names = [m[2] for m in matches]
 
     # Lines above (nearest first) and below, interleaved.
     above: list[str] = []
@@ -95,10 +86,13 @@ def _identifiers_near(text: str, offset: int, window_lines: int) -> list[str]:
         pos = end + 1
     for i in range(max(len(above), len(below))):
         if i < len(above):
-            take(_IDENT_RE.findall(above[i]))
+            names += _IDENT_RE.findall(above[i])
         if i < len(below):
-            take(_IDENT_RE.findall(below[i]))
-    return out
+            names += _IDENT_RE.findall(below[i])
+    # each name once, where it first comes (dict order), then the ones that say nothing out
+    return [
+        n for n in dict.fromkeys(names) if len(n) > 1 and n not in KEYWORDS and not n[0].isdigit()
+    ]
 
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$")

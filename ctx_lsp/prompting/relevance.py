@@ -58,17 +58,28 @@ class Snippet:
     picks: tuple[str, ...] = field(default=(), compare=False)
 
 
-_INDEX: OrderedDict[tuple[str, int, int], tuple[dict[str, tuple[int, int]], list[str]]] = (
-    OrderedDict()
-)
+@dataclass
+class _DocIndex:
+    """What ranking needs of one version of a document, found once."""
+
+    defs: dict[str, tuple[int, int]]  # name → its first definition block
+    modules: list[str]  # imported module paths
+    module_set: set[str]
+    names: dict[str, list[str]]  # imported name → the modules it may come from
+    head_len: int
+    #: as the current document: path of another → which of our imports it implements
+    implemented: dict[str, list[str]] = field(default_factory=dict)
+
+
+_INDEX: OrderedDict[tuple[str, int, int], _DocIndex] = OrderedDict()
 
 
 #: A dry run builds on the event loop while a completion may build on the builder thread.
 _INDEX_LOCK = threading.Lock()
 
 
-def _index(doc: OpenDoc) -> tuple[dict[str, tuple[int, int]], list[str]]:
-    """(definitions, imported module paths) of ``doc``, cached by content."""
+def _index(doc: OpenDoc) -> _DocIndex:
+    """The ranking's index of ``doc``, cached by content."""
     key = (doc.uri, len(doc.text), hash(doc.text))
     with _INDEX_LOCK:
         hit = _INDEX.get(key)
@@ -77,7 +88,14 @@ def _index(doc: OpenDoc) -> tuple[dict[str, tuple[int, int]], list[str]]:
             return hit
     fam = family(language(doc))
     defs = python_defs(doc.text) if fam == "python" else brace_defs(doc.text, fam)
-    result = (defs, imports(doc, fam))
+    found = imports(doc, fam)
+    names: dict[str, list[str]] = {}
+    for m in found:
+        if "::" in m:
+            mod, name = m.split("::", 1)
+            names.setdefault(name, []).append(mod)
+    modules = [m for m in found if "::" not in m]
+    result = _DocIndex(defs, modules, {m.strip("/") for m in modules}, names, _head_len(doc.text))
     with _INDEX_LOCK:
         _INDEX[key] = result
         while len(_INDEX) > _INDEX_CACHE_SIZE:
@@ -90,7 +108,7 @@ def definitions(doc: OpenDoc) -> dict[str, tuple[int, int]]:
 
     The first definition of a name wins. Cached by ``(uri, len, hash)`` of the text.
     """
-    return _index(doc)[0]
+    return _index(doc).defs
 
 
 def clear_cache() -> None:
@@ -116,11 +134,8 @@ class _Query:
 
     idents: list[str]
     ident_index: dict[str, int]  # name → its place in idents (nearest first)
-    own_defs: dict[str, tuple[int, int]]
+    own: _DocIndex
     lang: str
-    modules: list[str]  # imported module paths
-    module_set: set[str]
-    names: dict[str, list[str]]  # imported name → the modules it may come from
 
 
 @dataclass
@@ -135,21 +150,11 @@ class _Candidate:
 
 def _query(current: OpenDoc, cursor: int) -> _Query:
     idents = identifiers_near(current.text, cursor)
-    own_defs, own_imports = _index(current)
-    modules = [m for m in own_imports if "::" not in m]
-    names: dict[str, list[str]] = {}
-    for m in own_imports:
-        if "::" in m:
-            mod, name = m.split("::", 1)
-            names.setdefault(name, []).append(mod)
     return _Query(
         idents,
         {name: i for i, name in enumerate(idents)},  # each name appears once
-        own_defs,
+        _index(current),
         language(current),
-        modules,
-        {m.strip("/") for m in modules},
-        names,
     )
 
 
@@ -189,7 +194,7 @@ def _definition_hits(
     else:
         hits = []
         for doc in docs:
-            defs, _ = _index(doc)
+            defs = _index(doc).defs
             # a set intersection in C, not a lookup per identifier per document
             common = (
                 sorted(q.ident_index[n] for n in defs.keys() & q.ident_index.keys()) if defs else ()
@@ -205,11 +210,18 @@ def _definition_hits(
 
 
 def _imported_as(doc: OpenDoc, q: _Query) -> list[str]:
-    """The modules of the current document's imports that ``doc`` implements."""
-    names, go_folder = module_names(doc.path)
-    if not go_folder and names.isdisjoint(q.module_set):
-        return []
-    return [m for m in q.modules if module_matches(doc.path, m)]
+    """The modules of the current document's imports that ``doc`` implements (kept with the
+    current document's index: the same for every place in it)."""
+    own = q.own
+    hit = own.implemented.get(doc.path)
+    if hit is None:
+        names, go_folder = module_names(doc.path)
+        if not go_folder and names.isdisjoint(own.module_set):
+            hit = []
+        else:
+            hit = [m for m in own.modules if module_matches(doc.path, m)]
+        own.implemented[doc.path] = hit
+    return hit
 
 
 def _definition_score(
@@ -220,7 +232,7 @@ def _definition_score(
     likely a local name."""
     i, name, _ = hit
     weight = 1.0 / (1.0 + 0.25 * i)
-    mods = q.names.get(name)
+    mods = q.own.names.get(name)
     imported = imported_doc or bool(mods and any(module_matches(doc.path, m) for m in mods))
     if not imported:
         weight /= defining
@@ -229,7 +241,7 @@ def _definition_score(
     if imported:
         score += 1.0
         reason += " (imported)"
-    elif name in q.own_defs:
+    elif name in q.own.defs:
         score -= 4.0
     return score, reason
 
@@ -280,7 +292,7 @@ def _take(candidates: list[_Candidate], limit: int) -> list[Snippet]:
     taken: dict[str, list[tuple[int, int]]] = {}
     out: list[Snippet] = []
     for c in candidates:
-        start, end = c.start, c.end if c.end >= 0 else _head_len(c.doc.text)
+        start, end = c.start, c.end if c.end >= 0 else _index(c.doc).head_len
         spans = taken.setdefault(c.doc.uri, [])
         if any(start < e and s < end for s, e in spans):
             continue
