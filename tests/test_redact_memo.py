@@ -211,3 +211,60 @@ def test_registering_a_secret_forgets_what_was_memoized(memo, monkeypatch: pytes
     assert redact(text) is text
     register_secret(key)
     assert key not in redact(text)
+
+
+def _with_secrets(seed: int) -> tuple[str, list[str]]:
+    """Real code (this project's own modules) with secrets of every kind put between its
+    lines, and the needles of those secrets."""
+    import random
+    from pathlib import Path
+
+    rng = random.Random(seed)
+    sources = sorted(Path(redact_module.__file__).parent.parent.rglob("*.py"))
+    lines = rng.choice(sources).read_text(encoding="utf-8").split("\n") * 2
+    needles: list[str] = []
+    corpus = Corpus(seed)
+    for secret in rng.sample(corpus.one_of_each("py"), 6):
+        lines.insert(rng.randrange(len(lines)), secret.text)
+        needles += secret.needles()
+    return "\n".join(lines), needles
+
+
+def test_a_cursor_window_is_cut_of_the_masked_text(memo, masked_count):
+    """A window of a document with secrets costs no masking (the document's is memoized):
+    it is a piece of the masked document, holds no part of a secret, even one the window's
+    ends cut, and is the document's own text wherever no mask is near."""
+    import random
+
+    from ctx_lsp.text.redact import _mask_spans, redact_window
+
+    rng = random.Random(9)
+    for seed in range(8):
+        text, needles = _with_secrets(seed)
+        masked = redact(text)
+        assert masked is not text
+        spans = _mask_spans(text, masked)
+        assert spans
+        calls = len(masked_count)
+        for _ in range(60):
+            a = rng.randrange(len(text))
+            c = rng.randrange(a, min(len(text), a + 20_000) + 1)
+            b = rng.randrange(c, min(len(text), c + 8_000) + 1)
+            cut = redact_window(text, a, c, b)
+            assert cut is not None, "the masks of the document are placed"
+            prefix, suffix = cut
+            assert prefix + suffix in masked
+            leaked = [n for n in needles if n in prefix or n in suffix]
+            assert not leaked, f"pieces of secrets in the window: {leaked[:3]}"
+            if not any(si <= b and a <= oe for si, oe, _, _ in spans):  # no mask near
+                assert (prefix, suffix) == (text[a:c], text[c:b])
+        assert len(masked_count) == calls, "no window was masked again"
+
+
+def test_masks_that_cannot_be_placed_leave_the_window_to_be_masked_whole():
+    """Two masks side by side: where the first ends in the text is unknown."""
+    from ctx_lsp.text.redact import _mask_spans
+
+    text = f"x{C.chars(ALNUM, 40)}{C.chars(ALNUM, 40)}y"
+    assert _mask_spans(text, "x<redacted:a><redacted:b>y") is None
+    assert _mask_spans("ab secret cd", "ab <redacted:x> cd") == ((3, 9, 3, 15),)

@@ -9,7 +9,7 @@ from ctx_lsp.config.settings import Settings
 from ctx_lsp.prompting.templates import TemplateLibrary
 from ctx_lsp.text.documents import Document
 from ctx_lsp.text.opendoc import MAX_RELATED_CHARS, OpenDoc
-from ctx_lsp.text.redact import redact
+from ctx_lsp.text.redact import redact, redact_window
 from ctx_lsp.text.tokens import chars_per_token, window_at_pieces
 
 #: Share of the prompt budget for the cursor window: the rest is for related code from
@@ -45,9 +45,14 @@ def cursor_window(doc: Document, line: int, char: int, settings: Settings) -> tu
     # a margin so a secret across the cut is masked whole first
     prefix, suffix = doc.window(line, char, before + MASK_MARGIN, after + MASK_MARGIN)
     # The whole text's masking is memoized (every open document up to MAX_RELATED_CHARS is
-    # masked for the context anyway): when it has nothing to mask, neither has any piece of it.
-    if len(doc.text) > MAX_RELATED_CHARS or redact(doc.text) is not doc.text:
+    # masked for the context anyway): when it has nothing to mask, neither has any piece of
+    # it; when it has, the window is cut of the masked text.
+    if len(doc.text) > MAX_RELATED_CHARS:
         prefix, suffix = redact(prefix), redact(suffix)
+    elif redact(doc.text) is not doc.text:
+        cursor = doc.offset_at(line, char)
+        cut = redact_window(doc.text, cursor - len(prefix), cursor, cursor + len(suffix))
+        prefix, suffix = cut if cut is not None else (redact(prefix), redact(suffix))
     # the far ends where the document's pieces end: their token counts are known already
     return window_at_pieces(prefix, suffix, before, after)
 
