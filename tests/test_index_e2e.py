@@ -112,6 +112,21 @@ async def test_a_definition_in_a_file_never_opened_reaches_the_prompt(
     assert "definitions chosen, and why" in dry["text"]
 
 
+async def test_the_first_completion_after_start_waits_for_the_index(
+    lsp, project: Path, fake_openai: FakeOpenAI
+):
+    """A completion asked as soon as the editor opened a file, while the workspace is still
+    being indexed, waits for the index a moment: its prompt has the definitions of the files
+    that were never opened, as every later one has."""
+    fake_openai.reply = "parse_bool(args[0])"
+    client = await _start(lsp, project, fake_openai)
+    uri = open_doc(client, project / "pkg" / "app.py")
+    await _inline(client, uri)  # no waiting for the index first
+    (prompt,) = fake_openai.prompts()
+    assert "def parse_bool(value: str) -> bool:" in prompt
+    assert (await index_state(client))["ready"]
+
+
 async def test_an_edit_to_an_unopened_file_on_disk_is_seen(
     lsp, project: Path, fake_openai: FakeOpenAI
 ):

@@ -204,6 +204,8 @@ class CtxServer(LanguageServer):
         self.asked_trust: set[str] = set()
         #: the client sends workspace/didChangeWatchedFiles: no stat scans of the index needed
         self.watching_files = False
+        #: per folder, when its first index build stops being waited for, and its end
+        self.first_builds: dict[Path, tuple[float, asyncio.Event]] = {}
         #: LSP types ⇄ JSON for command arguments and results (pygls' own factory)
         self.converter = default_converter()
         #: after the shutdown request: text-sync notifications go to pygls, which ignores them
@@ -425,6 +427,7 @@ class CtxServer(LanguageServer):
 
         if refresh:
             self.refresh(folder)
+        await indexing.first_build(self, folder)
         indexing.scan_soon(self, folder)
         documents = self.folder_documents(folder)
         docs = self._open_docs(folder, documents)

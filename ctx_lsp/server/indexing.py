@@ -5,6 +5,7 @@ when the client can), from saves, and by a stat scan for clients that watch noth
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +23,11 @@ log = logging.getLogger(__name__)
 _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ctx-index")
 #: A workspace with at least this many source files shows progress while it is indexed.
 LARGE_WORKSPACE = 1000
+#: Jobs asked while a folder's index is first built (or read back from `.ctx/`) wait for it,
+#: until this long after the build started: a completion typed right after the editor
+#: opened gets the definitions of files that are not open, and the same prompt a restart
+#: gives. Later jobs never wait.
+FIRST_BUILD_WAIT_S = 1.0
 _WATCH_ID = "ctx-index-watch"
 
 
@@ -64,17 +70,48 @@ async def _watch(ls: CtxServer) -> None:
         log.info("the client did not take the file watcher: %s", exc)
 
 
+def expect_builds(ls: CtxServer) -> None:
+    """At `initialized`, before it asks the client for settings: jobs asked meanwhile wait
+    for the builds about to start too."""
+    for folder in ls.folders.values():
+        _first_build(ls, folder)
+
+
+def _first_build(ls: CtxServer, folder: Folder) -> asyncio.Event:
+    entry = ls.first_builds.get(folder.root)
+    if entry is None:
+        deadline = asyncio.get_running_loop().time() + FIRST_BUILD_WAIT_S
+        entry = ls.first_builds[folder.root] = (deadline, asyncio.Event())
+    return entry[1]
+
+
 def build_soon(ls: CtxServer, folder: Folder) -> None:
-    ls.run_task(_build(ls, folder, ls.rt.index(folder)), f"index {folder.root}")
+    done = _first_build(ls, folder)
+    ls.run_task(_build(ls, folder, ls.rt.index(folder), done), f"index {folder.root}")
 
 
-async def _build(ls: CtxServer, folder: Folder, index: WorkspaceIndex) -> None:
+async def first_build(ls: CtxServer, folder: Folder) -> None:
+    """Wait for the folder's first index build, at most until `FIRST_BUILD_WAIT_S` after it
+    started."""
+    started = ls.first_builds.get(folder.root)
+    if started is None or started[1].is_set():
+        return
+    left = started[0] - asyncio.get_running_loop().time()
+    if left > 0:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(started[1].wait(), left)
+
+
+async def _build(ls: CtxServer, folder: Folder, index: WorkspaceIndex, done: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
-    count = len(await loop.run_in_executor(_POOL, list_sources, folder.root))
-    if count < LARGE_WORKSPACE:
-        await loop.run_in_executor(_POOL, index.build)
-    else:
-        await _build_large(ls, index, loop)
+    try:
+        count = len(await loop.run_in_executor(_POOL, list_sources, folder.root))
+        if count < LARGE_WORKSPACE:
+            await loop.run_in_executor(_POOL, index.build)
+        else:
+            await _build_large(ls, index, loop)
+    finally:
+        done.set()  # built or failed: nobody waits for it any more
     ls.ahead.all_open()  # what the open documents' imports resolve to is known now
 
 

@@ -38,6 +38,7 @@ def register(server: CtxServer) -> None:
     @server.feature(types.INITIALIZED)
     async def initialized(ls: CtxServer, params: types.InitializedParams) -> None:
         ls.initialized = True
+        indexing.expect_builds(ls)
         if not await pull_configuration(ls):
             ls.apply_settings()  # asks about held-back workspace files, now that it may
         ls.run_task(indexing.start(ls), "index the workspace")
