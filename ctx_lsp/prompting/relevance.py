@@ -17,6 +17,7 @@ the ranking by structure that uses it are :mod:`ctx_lsp.prompting.related`.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -58,17 +59,36 @@ class Snippet:
     picks: tuple[str, ...] = field(default=(), compare=False)
 
 
-@dataclass
 class _DocIndex:
-    """What ranking needs of one version of a document, found once."""
+    """What ranking needs of one version of a document, found once: its definition blocks
+    and head for every open document; its imports sorted out only for a document that is
+    completed in (the others' would be memory for nothing)."""
 
-    defs: dict[str, tuple[int, int]]  # name → its first definition block
-    modules: list[str]  # imported module paths
-    module_set: set[str]
-    names: dict[str, list[str]]  # imported name → the modules it may come from
-    head_len: int
-    #: as the current document: path of another → which of our imports it implements
-    implemented: dict[str, list[str]] = field(default_factory=dict)
+    def __init__(self, defs: dict[str, tuple[int, int]], found: list[str], head_len: int) -> None:
+        self.defs = defs  # name → its first definition block
+        self.imports = found
+        self.head_len = head_len
+        #: as the current document: path of another → which of our imports it implements
+        self.implemented: dict[str, list[str]] = {}
+
+    @functools.cached_property
+    def modules(self) -> list[str]:
+        """Imported module paths."""
+        return [m for m in self.imports if "::" not in m]
+
+    @functools.cached_property
+    def module_set(self) -> set[str]:
+        return {m.strip("/") for m in self.modules}
+
+    @functools.cached_property
+    def names(self) -> dict[str, list[str]]:
+        """Imported name → the modules it may come from."""
+        out: dict[str, list[str]] = {}
+        for m in self.imports:
+            if "::" in m:
+                mod, name = m.split("::", 1)
+                out.setdefault(name, []).append(mod)
+        return out
 
 
 _INDEX: OrderedDict[tuple[str, int, int], _DocIndex] = OrderedDict()
@@ -88,14 +108,7 @@ def _index(doc: OpenDoc) -> _DocIndex:
             return hit
     fam = family(language(doc))
     defs = python_defs(doc.text) if fam == "python" else brace_defs(doc.text, fam)
-    found = imports(doc, fam)
-    names: dict[str, list[str]] = {}
-    for m in found:
-        if "::" in m:
-            mod, name = m.split("::", 1)
-            names.setdefault(name, []).append(mod)
-    modules = [m for m in found if "::" not in m]
-    result = _DocIndex(defs, modules, {m.strip("/") for m in modules}, names, _head_len(doc.text))
+    result = _DocIndex(defs, imports(doc, fam), _head_len(doc.text))
     with _INDEX_LOCK:
         _INDEX[key] = result
         while len(_INDEX) > _INDEX_CACHE_SIZE:
