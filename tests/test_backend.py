@@ -180,22 +180,6 @@ FAILURES = [  # behaviours, config, kind, requests made
 ]
 
 
-@pytest.fixture(params=["aiohttp", "httpx"])
-def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The `openai` client's HTTP transport: aiohttp (installed with ctx-lsp), or httpx, which
-    it falls back to without aiohttp. Each failure is told the same with either."""
-    if request.param == "httpx":
-        monkeypatch.setattr(openai_compat, "_http_client", lambda: None)
-    return request.param
-
-
-def uses(backend: Backend, transport: str) -> bool:
-    """The backend's client went through `transport`."""
-    http = backend._client._client if backend._client is not None else None  # type: ignore[attr-defined]
-    name = type(getattr(http, "_transport", None)).__name__
-    return (name == "AiohttpTransport") == (transport == "aiohttp")
-
-
 @pytest.mark.parametrize("stream", [pytest.param(False, id="plain"), pytest.param(True, id="sse")])
 @pytest.mark.parametrize(("behaviours", "config", "kind", "requests"), FAILURES)
 async def test_failure_kinds(
@@ -205,7 +189,6 @@ async def test_failure_kinds(
     kind: str,
     requests: int,
     stream: bool,
-    transport: str,
 ) -> None:
     if stream and isinstance(behaviours[0], CutStream):
         kind, requests = "bad_response", 1  # mid-stream: deltas went out, so never retried
@@ -216,7 +199,6 @@ async def test_failure_kinds(
         await backend.chat(MSGS, stream=stream)
     assert info.value.kind == kind
     assert len(server.requests) == requests
-    assert uses(backend, transport)
     # not waited for: a hang past timeout_s, a Retry-After past max_retry_wait_s (5 s, 60 s:
     # far beyond what a loaded machine adds to the 0.3 s timeout and 10 ms retries)
     never = [b.seconds for b in behaviours if isinstance(b, Hang)] + [
@@ -320,13 +302,12 @@ def test_retry_after_parsing() -> None:
 # --- connection, keys, urls -------------------------------------------------------------------
 
 
-async def test_connection_refused(waits: list[float], transport: str) -> None:
+async def test_connection_refused(waits: list[float]) -> None:
     url = f"http://127.0.0.1:{closed_port()}/v1"
     backend = new(BackendConfig(base_url=url, max_retries=1), {"OPENAI_API_KEY": KEY})
     start = time.monotonic()
     with pytest.raises(BackendError) as info:
         await backend.chat(MSGS)
-    assert uses(backend, transport)
     assert info.value.kind == "unreachable" and url in info.value.message
     assert waits == [0.5] and time.monotonic() - start >= 0.5  # one retry after 0.5 s
     assert KEY not in str(info.value)

@@ -104,15 +104,15 @@ class ErrorMapper:
 
         url = self.url
         tries = f" after {attempts} attempts" if attempts > 1 else ""
-        failure = transport_failure(exc)
-        if timed_out(exc):
+        if isinstance(exc, openai.APITimeoutError):
             return BackendError(
                 "timeout",
                 f"No answer from {url} within {self.timeout_s:g} s: the server is slow "
                 "or stuck; try again or raise ctx.timeoutS",
             )
         if isinstance(exc, openai.APIConnectionError):
-            if mid_stream or failure == "cut":
+            # By name: the transport is httpx or httpx2 depending on the openai version.
+            if mid_stream or type(exc.__cause__).__name__ == "RemoteProtocolError":
                 return self.bad_response(f"the connection was closed mid-answer{tries}")
             return BackendError(
                 "unreachable",
@@ -157,49 +157,3 @@ class ErrorMapper:
             return BackendError("context_length", msg + said, status=code, n_ctx=n_ctx)
         msg = f"{url} rejected the request ({code}) for model {model}"
         return BackendError("bad_request", msg + said, status=code)
-
-
-#: The transport's errors by name (it is httpx, httpx2 or aiohttp, depending on the openai
-#: version and its extras): what each says happened.
-_FAILURES = {
-    "ConnectError": "refused",
-    "ClientConnectorError": "refused",
-    "ClientConnectorCertificateError": "refused",
-    "ClientConnectorSSLError": "refused",
-    "ClientProxyConnectionError": "refused",
-    "RemoteProtocolError": "cut",
-    "ServerDisconnectedError": "cut",
-    "ClientPayloadError": "cut",
-    "ConnectTimeout": "timeout",
-    "ReadTimeout": "timeout",
-    "WriteTimeout": "timeout",
-    "PoolTimeout": "timeout",
-    "ServerTimeoutError": "timeout",
-    "SocketTimeoutError": "timeout",
-    "ConnectionTimeoutError": "timeout",
-}
-
-
-def transport_failure(exc: BaseException) -> str | None:
-    """What the HTTP transport under the client saw: "refused" (no connection), "cut" (the
-    connection closed mid-answer), "timeout", or None. The deepest cause that says decides:
-    the aiohttp transport's own mapping calls a refused connection a connect timeout."""
-    found = None
-    seen: set[int] = set()
-    cause = exc.__cause__
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        # the nearest class that says (aiohttp's DNS and certificate errors are its
-        # ClientConnectorError's subclasses)
-        found = next(
-            (_FAILURES[k.__name__] for k in type(cause).__mro__ if k.__name__ in _FAILURES), found
-        )
-        cause = cause.__cause__
-    return found
-
-
-def timed_out(exc: BaseException) -> bool:
-    """A timeout, by the client's class unless the transport's cause says otherwise."""
-    import openai
-
-    return isinstance(exc, openai.APITimeoutError) and transport_failure(exc) in (None, "timeout")
