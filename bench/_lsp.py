@@ -345,13 +345,11 @@ def tokenizer() -> str:
 _DIRECT = """\
 import asyncio, json, sys, time
 import openai
-from ctx_lsp.backends.openai_compat import _http_client, _post  # the server's client and call
+from ctx_lsp.backends.openai_compat import _post  # the very call the server makes
 
 async def main():
     cfg = json.loads(sys.stdin.read())
-    client = openai.AsyncOpenAI(
-        base_url=cfg["base_url"], api_key=cfg["api_key"], max_retries=0, http_client=_http_client()
-    )
+    client = openai.AsyncOpenAI(base_url=cfg["base_url"], api_key=cfg["api_key"], max_retries=0)
     out = []
     for _ in range(cfg["n"]):
         t0 = time.perf_counter()

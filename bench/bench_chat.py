@@ -58,13 +58,8 @@ async def main() -> int:
         uri = (root / "calc.py").as_uri()
         env = sb.env(fake.env())
         opts = {"model": "test-model", "debounceMs": 0, "cache": False, "historyMessages": 4}
-        from ctx_lsp.backends.openai_compat import _http_client  # the server's transport
-
         direct = openai.AsyncOpenAI(
-            base_url=fake.base_url,
-            api_key=fake.env()["OPENAI_API_KEY"],
-            max_retries=0,
-            http_client=_http_client(),
+            base_url=fake.base_url, api_key=fake.env()["OPENAI_API_KEY"], max_retries=0
         )
         ours: list[float] = []
         theirs: list[float] = []
