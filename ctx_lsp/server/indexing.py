@@ -74,10 +74,11 @@ def expect_builds(ls: CtxServer) -> None:
     """At `initialized`, before it asks the client for settings: jobs asked meanwhile wait
     for the builds about to start too."""
     for folder in ls.folders.values():
-        _first_build(ls, folder)
+        _build_done(ls, folder)
 
 
-def _first_build(ls: CtxServer, folder: Folder) -> asyncio.Event:
+def _build_done(ls: CtxServer, folder: Folder) -> asyncio.Event:
+    """The event set when the folder's first build ends (made at the first ask)."""
     entry = ls.first_builds.get(folder.root)
     if entry is None:
         deadline = asyncio.get_running_loop().time() + FIRST_BUILD_WAIT_S
@@ -86,7 +87,7 @@ def _first_build(ls: CtxServer, folder: Folder) -> asyncio.Event:
 
 
 def build_soon(ls: CtxServer, folder: Folder) -> None:
-    done = _first_build(ls, folder)
+    done = _build_done(ls, folder)
     ls.run_task(_build(ls, folder, ls.rt.index(folder), done), f"index {folder.root}")
 
 

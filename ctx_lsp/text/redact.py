@@ -328,8 +328,7 @@ def redact_window(text: str, start: int, cursor: int, end: int) -> tuple[str, st
     """The masked ``text[start:cursor]`` and ``text[cursor:end]`` (a cursor window), cut of
     ``redact(text)`` (memoized) instead of masked anew: masking 20 KB of window costs 1 to 2
     ms, a cut costs nothing. A secret across a cut is masked whole (on the suffix's side for
-    the cursor). None when the text is not memoized or its masks could not be placed (mask
-    the pieces then)."""
+    the cursor). None when its masks could not be placed (mask the pieces then)."""
     masked = redact(text)
     if masked is text:
         return text[start:cursor], text[cursor:end]
@@ -340,9 +339,10 @@ def redact_window(text: str, start: int, cursor: int, end: int) -> tuple[str, st
         _spans.put(key, spans)
     if not spans:
         return None
+    at = _masked_at(spans, cursor, False)
     return (
-        masked[_masked_at(spans, start, False) : _masked_at(spans, cursor, False)],
-        masked[_masked_at(spans, cursor, False) : _masked_at(spans, end, True)],
+        masked[_masked_at(spans, start, False) : at],
+        masked[at : _masked_at(spans, end, True)],
     )
 
 
