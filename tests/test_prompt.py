@@ -286,8 +286,8 @@ def test_fits_when_the_last_piece_costs_more_on_its_own(monkeypatch: pytest.Monk
 
     real = tokens_module.count_tokens
 
-    def lumpy(text: str) -> int:
-        return real(text) + (5 if text and not text.endswith("\n") else 0)
+    def lumpy(text: str, by_lines: bool = False) -> int:
+        return real(text, by_lines=by_lines) + (5 if text and not text.endswith("\n") else 0)
 
     monkeypatch.setattr(prompt_module, "count_tokens", lumpy)
     monkeypatch.setattr(tokens_module, "count_tokens", lumpy)

@@ -275,6 +275,16 @@ def test_a_long_text_counted_in_pieces_has_its_exact_count() -> None:
     assert count_tokens(window) == len(enc.encode_ordinary(window))
 
 
+def test_a_text_counted_by_lines_has_its_exact_count() -> None:
+    enc = tokens._load()
+    rng = random.Random(12)
+    for _ in range(40):
+        lines = rng.choice(_OWN_SOURCES).read_text(encoding="utf-8").split("\n")
+        a = rng.randrange(len(lines))
+        text = "\n".join(lines[a : a + rng.randrange(1, 40)]) + "\n```\n\n"
+        assert count_tokens(text, by_lines=True) == len(enc.encode_ordinary(text))
+
+
 @pytest.mark.parametrize(
     ("name", "pieces"),
     [

@@ -294,10 +294,10 @@ def _core(parts: PromptParts, room: int, dropped: dict[str, int]) -> tuple[str, 
     return system, new_task
 
 
-def _joined_cost(piece: str) -> int:
+def _joined_cost(piece: str, by_lines: bool = False) -> int:
     """Tokens ``piece`` adds to a message it is joined into, followed by another piece
     (see :func:`ctx_lsp.text.tokens.count_joined`)."""
-    return count_tokens(piece + _SEP)
+    return count_tokens(piece + _SEP, by_lines=by_lines)
 
 
 def _section_cost(section: str) -> int:
@@ -326,7 +326,7 @@ def _related_section(snip: Snippet) -> tuple[str, int, int]:
     key = (snip.path, snip.reason, text_key(snip.text), tokenizer_name())
     costs = _SECTIONS.get(key)
     if costs is None:
-        cost = _joined_cost(section)
+        cost = _joined_cost(section, snip.by_lines)
         costs = (cost, cost + _own_delta(section))
         _SECTIONS.put(key, costs)
     return section, *costs

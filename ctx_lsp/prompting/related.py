@@ -463,6 +463,7 @@ def _make_snippets(picks: list[Pick], src: Sources) -> list[Snippet]:
                 round(group[0].score, 4),
                 f"signatures: {names}",
                 tuple(_pick_line(p, "signature") for p in group),
+                by_lines=True,
             )
         )
     return out

@@ -57,6 +57,8 @@ class Snippet:
     reason: str
     #: one line per definition it carries, with why it was chosen (for the dry run)
     picks: tuple[str, ...] = field(default=(), compare=False)
+    #: made of lines that recur in other snippets (signatures): counted line by line
+    by_lines: bool = field(default=False, compare=False)
 
 
 class _DocIndex:

@@ -30,6 +30,7 @@ The choice is made once, on first use, and cached; :func:`reset` forgets it (tes
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import os
 import string
@@ -38,8 +39,6 @@ import threading
 import zlib
 from collections.abc import Sequence
 from typing import Any, Literal
-
-from ctx_lsp.text.textkey import LruMemo, text_key
 
 #: Encodings tried, best first, with the blob tiktoken loads and the SHA-256 it expects.
 _ENCODINGS: tuple[tuple[str, str, str], ...] = (
@@ -177,45 +176,46 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(max(n / 3, n / 4 + 0.75 * punct + 0.5 * digits) + extra / 2)
 
 
-def count_tokens(text: str) -> int:
-    """Number of tokens ``text`` costs with the counter in force."""
+def count_tokens(text: str, *, by_lines: bool = False) -> int:
+    """Number of tokens ``text`` costs with the counter in force. `by_lines`: the text is
+    made of lines that recur in other texts (signatures of definitions, grouped anew for each
+    cursor), counted from its lines' counts."""
     if not text:
         return 0
     enc = _encoder if _encoder is not None else _load()
     if enc is False:
         return estimate_tokens(text)
-    return _counted(enc, text, whole=True)
+    return _counted(enc, text, whole=True, by_lines=by_lines)
 
 
-def _counted(enc: Any, text: str, whole: bool) -> int:
+def _counted(enc: Any, text: str, whole: bool, by_lines: bool = False) -> int:
     """The memoized count: related snippets, summaries and open documents recur from one
     completion to the next. A `whole` long text is counted from its pieces."""
-    if len(text) < 64:
-        return len(enc.encode_ordinary(text))
-    key = text_key(text)
-    n = _counts.get(key)
+    n = _counts.get(text)
     if n is None:
-        if whole and len(text) >= PIECES_FROM:
-            n = sum(_counted(enc, piece, whole=False) for piece in _pieces(text))
+        if whole and (by_lines or len(text) >= PIECES_FROM):
+            n = sum(_counted(enc, piece, whole=False) for piece in _pieces(text, by_lines))
         else:
             n = len(enc.encode_ordinary(text))
-        _counts.put(key, n)
+        _counts.put(text, n)
         if whole:
             _learn(len(text), n)
     return n
 
 
-#: Texts this long are counted in pieces (`_pieces`): a cursor window is made of pieces of
-#: its document, counted before (`Assistant.prepare` counts each open document).
-PIECES_FROM = 2048
+#: Texts this long are counted in pieces (`_pieces`): a cursor window, and a snippet of an
+#: open document, are made of pieces of it, counted before (`Assistant.prepare` counts each
+#: open document).
+PIECES_FROM = 256
 _NO_CUT = frozenset("/\r\n")
 
 
-def _pieces(text: str) -> list[str]:
+def _pieces(text: str, every_line: bool = False) -> list[str]:
     """``text`` cut at the starts of some lines, chosen by the lines' own text (about one in
-    16, by a checksum: the same in every process): the same lines cut a window and the
+    four, by a checksum: the same in every process): the same lines cut a window and the
     document it comes from, so the counts of a window's pieces but its first, last and the
-    cursor's are known already.
+    cursor's are known already. One in four, not fewer: the cursor's piece is encoded anew at
+    each completion, and a cursor falls in a long piece more often than in a short one.
 
     A count of the whole is the sum of the pieces' counts. tiktoken splits a text into chunks
     with its encoding's pattern; in the cl100k and o200k patterns, a chunk that reaches a line
@@ -223,11 +223,12 @@ def _pieces(text: str) -> list[str]:
     that follow punctuation (and "/" in o200k), and no pattern looks back. So a chunk always
     ends at the start of a line that holds something besides white space and does not start
     with "/", and the next starts there, whatever comes before (``tests/test_tokens.py``
-    checks it on real code)."""
+    checks it on real code). With `every_line`, cut wherever that holds."""
     out: list[str] = []
     start = pos = 0
+    cut = may_cut_before if every_line else cuts_before
     for line in text.split("\n"):
-        if pos and cuts_before(line):
+        if pos and cut(line):
             out.append(text[start:pos])
             start = pos
         pos += len(line) + 1
@@ -236,11 +237,11 @@ def _pieces(text: str) -> list[str]:
 
 
 def cuts_before(line: str) -> bool:
-    """Whether `_pieces` cuts a text before this line of it: about one line in 16, by its
+    """Whether `_pieces` cuts a text before this line of it: about one line in four, by its
     checksum, and every closing tag (a template's ``</file>`` after the cursor window, so that
     the window's last piece is counted as it was in its document)."""
     return may_cut_before(line) and (
-        line.startswith("</") or zlib.crc32(line.encode("utf-8", "surrogatepass")) & 15 == 0
+        line.startswith("</") or zlib.crc32(line.encode("utf-8", "surrogatepass")) & 3 == 0
     )
 
 
@@ -305,8 +306,8 @@ def may_cut_before(line: str) -> bool:
 def remember_count(text: str, n: int) -> None:
     """Keep `n` as the count of `text`, known without encoding it (see `prompt._section_cost`),
     so that counting it is a memo hit."""
-    if len(text) >= 64 and _encoder is not None and _encoder is not False:
-        _counts.put(text_key(text), n)
+    if _encoder is not None and _encoder is not False:
+        _counts.put(text, n)
 
 
 def count_joined(pieces: Sequence[str], sep: str) -> int:
@@ -353,16 +354,52 @@ def _learn(chars: int, tokens: int) -> None:
         _chars_per_token = min(8.0, max(2.0, chars / tokens))
 
 
-#: Counts remembered (the pieces of the open documents among them). Entries hold no text (see
-#: :func:`ctx_lsp.text.textkey.text_key`): ~330 bytes each, ~4 MB in all.
-COUNTS_MAX_ENTRIES = 12288
+#: Counts remembered: every piece of the open documents among them (~45,000 for 5 MB of code),
+#: at ~90 bytes each.
+COUNTS_MAX_ENTRIES = 65536
 
 
-class _CountMemo(LruMemo[int]):
-    """Token counts by text, least recently used out first."""
+class _CountMemo:
+    """Token counts by text, least recently used out first; thread-safe.
+
+    A text's key is one int made of its length and its `hash()` (a keyed 64-bit SipHash,
+    cached on the str): no text is kept, and an entry costs a dict slot and that int. Two
+    texts of one length and one hash would share a count; the odds are about 2**-64 a pair,
+    and a wrong count would only move a prompt's budget by a few tokens."""
 
     def __init__(self, max_entries: int) -> None:
-        super().__init__(max_entries)
+        self.max_entries = max_entries
+        self._entries: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @staticmethod
+    def _key(text: str) -> int:
+        return hash(text) ^ len(text)
+
+    def get(self, text: str) -> int | None:
+        key = self._key(text)
+        with self._lock:
+            n = self._entries.pop(key, None)
+            if n is not None:
+                self._entries[key] = n  # the most recently used last
+            return n
+
+    def put(self, text: str, n: int) -> None:
+        key = self._key(text)
+        with self._lock:
+            self._entries.pop(key, None)
+            self._entries[key] = n
+            over = len(self._entries) - self.max_entries
+            if over > 0:  # the oldest eighth at once: one pass over the dict's order
+                for old in list(itertools.islice(self._entries, over + self.max_entries // 8)):
+                    del self._entries[old]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
 
 
 _counts = _CountMemo(COUNTS_MAX_ENTRIES)
@@ -402,7 +439,7 @@ def truncate_to_tokens(
     enc = _encoder if _encoder is not None else _load()
     if enc is False:
         return text if estimate_tokens(text) <= n else _truncate_estimate(text, n, keep)
-    if len(text) >= 64 and (known := _counts.get(text_key(text))) is not None and known <= n:
+    if (known := _counts.get(text)) is not None and known <= n:
         return text  # a text that recurs (a summary, a related snippet) is counted once
     # Encode only the end that is kept: a slice sized by the characters per token seen so
     # far, widened while it holds no more than n tokens.
