@@ -62,6 +62,7 @@ from ctx_lsp.text.tokens import (
     count_tokens,
     joinable,
     remember_count,
+    start_within,
     tokenizer_name,
     truncate_to_tokens,
 )
@@ -381,8 +382,11 @@ def _assemble(
         shell = _joined_cost(_snippet_section(snip, "")) + extra
         text_room = left - shell - count_tokens(_ELLIPSIS)
         if text_room >= MIN_PARTIAL_SNIPPET:
-            # sizing only: the section is counted exactly below
-            cut = truncate_to_tokens(snip.text, text_room, keep="start", exact=False)
+            # whole lines of it, counted from its pieces; else a cut for size only: the
+            # section is counted exactly below
+            cut = start_within(snip.text, text_room, by_lines=snip.by_lines) or (
+                truncate_to_tokens(snip.text, text_room, keep="start", exact=False)
+            )
             cut = cut.rstrip("\n") + "\n…"
             section = _snippet_section(snip, cut)
             cost = _section_cost(section)

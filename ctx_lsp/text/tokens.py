@@ -423,6 +423,23 @@ def _truncate_estimate(text: str, n: int, keep: str) -> str:
 _chars_per_token = 4.0
 
 
+def start_within(text: str, n: int, *, by_lines: bool = False) -> str:
+    """The longest start of `text` made of its whole pieces (`_pieces`; of its lines where a
+    cut may be made, with `by_lines`) within `n` tokens, exactly: a start that ends at a line
+    end, and whose count is known without encoding when the text is a slice of a document
+    counted before. "" when its first piece alone is over `n`."""
+    enc = _encoder if _encoder is not None else _load()
+    if enc is False:
+        return truncate_to_tokens(text, n, keep="start")
+    total = end = 0
+    for piece in _pieces(text, by_lines):
+        total += _counted(enc, piece, whole=False)
+        if total > n:
+            break
+        end += len(piece)
+    return text[:end]
+
+
 def truncate_to_tokens(
     text: str, n: int, keep: Literal["start", "end"] = "start", *, exact: bool = True
 ) -> str:
