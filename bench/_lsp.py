@@ -344,12 +344,14 @@ def tokenizer() -> str:
 #: server makes them), replaying one recorded request body: the backend's own share.
 _DIRECT = """\
 import asyncio, json, sys, time
-import openai
-from ctx_lsp.backends.openai_compat import _post  # the very call the server makes
+from ctx_lsp.backends.openai_compat import Backend, BackendConfig, _post
 
 async def main():
     cfg = json.loads(sys.stdin.read())
-    client = openai.AsyncOpenAI(base_url=cfg["base_url"], api_key=cfg["api_key"], max_retries=0)
+    # the very client (and transport) the server makes, and the very call
+    env = {"OPENAI_API_KEY": cfg["api_key"]}
+    backend = Backend(BackendConfig(base_url=cfg["base_url"]), env=env)
+    client = backend._get_client()
     out = []
     for _ in range(cfg["n"]):
         t0 = time.perf_counter()

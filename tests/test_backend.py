@@ -30,6 +30,14 @@ KEY = "sk-secret-0123456789abcdef"
 MSGS = [ChatMessage("system", "be brief"), ChatMessage("user", "say hi please")]
 
 
+@pytest.fixture(autouse=True, params=["loopback", "httpx"])
+def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test over both ways to a server on this machine: the loopback transport, and
+    httpx's own (which any other server gets)."""
+    monkeypatch.setattr(Backend, "loopback", request.param == "loopback")
+    return request.param
+
+
 @pytest.fixture
 def server() -> Iterator[FakeOpenAI]:
     with FakeOpenAI(reply="Hi there, friend.") as s:
@@ -90,6 +98,14 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+async def test_the_transport_is_the_one_chosen(
+    server: FakeOpenAI, backend: Backend, transport: str
+) -> None:
+    await backend.chat(MSGS)
+    pool = backend._client._client._transport  # type: ignore[union-attr]
+    assert (type(pool).__name__ == "LoopbackTransport") == (transport == "loopback")
 
 
 async def test_plain(server: FakeOpenAI, backend: Backend) -> None:

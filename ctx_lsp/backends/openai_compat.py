@@ -79,14 +79,22 @@ def require_text(completion: Completion) -> str:
 
 
 def is_local_url(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    return host in _LOCAL_HOSTS or host.endswith(".localhost")
+    return is_local_host(urlsplit(url).hostname or "")
+
+
+def is_local_host(host: str) -> bool:
+    """A name or address of this machine's loopback interface."""
+    host = host.lower()
+    return host in _LOCAL_HOSTS or host.endswith(".localhost") or host.startswith("127.")
 
 
 class Backend:
     """Completions against one configured endpoint. Create a new one on config change."""
 
     kind = "openai"
+    #: a server on this machine is reached through `loopback.LoopbackTransport` (False: through
+    #: httpx's own transport, as any other)
+    loopback = True
 
     def __init__(self, config: BackendConfig, env: Mapping[str, str] | None = None) -> None:
         self.config = config
@@ -269,11 +277,17 @@ class Backend:
         if self._client is None:
             import openai
 
+            http_client = None
+            if self.loopback and is_local_url(self.base_url):
+                from ctx_lsp.backends import loopback
+
+                http_client = loopback.http_client(self.config.timeout_s)
             self._client = openai.AsyncOpenAI(
                 api_key=self._key,
                 base_url=self.base_url,
                 timeout=self.config.timeout_s,
                 max_retries=0,
+                http_client=http_client,
             )
         return self._client
 
