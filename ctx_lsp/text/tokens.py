@@ -36,7 +36,6 @@ import os
 import string
 import tempfile
 import threading
-import zlib
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -212,10 +211,11 @@ _NO_CUT = frozenset("/\r\n")
 
 def _pieces(text: str, every_line: bool = False) -> list[str]:
     """``text`` cut at the starts of some lines, chosen by the lines' own text (about one in
-    four, by a checksum: the same in every process): the same lines cut a window and the
-    document it comes from, so the counts of a window's pieces but its first, last and the
-    cursor's are known already. One in four, not fewer: the cursor's piece is encoded anew at
-    each completion, and a cursor falls in a long piece more often than in a short one.
+    four, by their `hash()`, the same for the same line in this process, where the counts are
+    kept): the same lines cut a window and the document it comes from, so the counts of a
+    window's pieces but its first, last and the cursor's are known already. One in four, not
+    fewer: the cursor's piece is encoded anew at each completion, and a cursor falls in a long
+    piece more often than in a short one.
 
     A count of the whole is the sum of the pieces' counts. tiktoken splits a text into chunks
     with its encoding's pattern; in the cl100k and o200k patterns, a chunk that reaches a line
@@ -225,24 +225,34 @@ def _pieces(text: str, every_line: bool = False) -> list[str]:
     with "/", and the next starts there, whatever comes before (``tests/test_tokens.py``
     checks it on real code). With `every_line`, cut wherever that holds."""
     out: list[str] = []
+    append = out.append
     start = pos = 0
-    cut = may_cut_before if every_line else cuts_before
+    tag = False  # the line before is an opening tag: a template's <file> before a document
     for line in text.split("\n"):
-        if pos and cut(line):
-            out.append(text[start:pos])
+        # `cuts_before` (or `may_cut_before`), spelled out: this runs for every line of every
+        # text counted, the prompt of each completion among them
+        if (
+            pos
+            and line
+            and (every_line or tag or not hash(line) & 3 or line.startswith("</"))
+            and line[0] not in _NO_CUT
+            and not (line[0].isspace() and line.isspace())
+        ):
+            append(text[start:pos])
             start = pos
         pos += len(line) + 1
-    out.append(text[start:])
+        tag = line[:1] == "<" and line[-1:] == ">" and line[1:2] != "/"
+    append(text[start:])
     return out
 
 
 def cuts_before(line: str) -> bool:
     """Whether `_pieces` cuts a text before this line of it: about one line in four, by its
-    checksum, and every closing tag (a template's ``</file>`` after the cursor window, so that
-    the window's last piece is counted as it was in its document)."""
-    return may_cut_before(line) and (
-        line.startswith("</") or zlib.crc32(line.encode("utf-8", "surrogatepass")) & 3 == 0
-    )
+    hash, and every closing tag (a template's ``</file>`` after the cursor window, so that
+    the window's last piece is counted as it was in its document). `_pieces` also cuts after
+    an opening tag's line (a template's ``<file>``, so that a window from the start of its
+    document starts with the document's first piece)."""
+    return may_cut_before(line) and (line.startswith("</") or not hash(line) & 3)
 
 
 def window_at_pieces(
