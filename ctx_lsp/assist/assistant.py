@@ -146,14 +146,20 @@ class Assistant:
         self.record_later: Callable[[History, tuple[ChatMessage, ...]], None] | None = None
         self._refits = 0  # index into CONTEXT_FIT
 
-    def build(self, req: Request, docs: Sequence[OpenDoc], project_summary: str) -> BuiltPrompt:
+    def build(
+        self,
+        req: Request,
+        docs: Sequence[OpenDoc],
+        project_summary: str,
+        branch: BranchInfo | None = None,
+    ) -> BuiltPrompt:
         """The exact messages that would be sent: budgeted and masked (also the dry run).
 
         Every piece is masked where it comes from, never as a cut, and the joined messages are
         not scanned again (that pass cost as much as all the rest of masking on each completion):
         `docs` come masked from the view, the cursor window from `cursor_window`; the values,
         the conversation and the rendered template text are masked here (memoized: they recur)."""
-        branch = self.folder.git.branch()
+        branch = branch or self.folder.git.branch()
         values = {
             "branch": branch.label(),
             "file": req.file or "",
@@ -230,9 +236,8 @@ class Assistant:
     def _mask(self, text: str) -> str:
         return redact(text, self._secrets)
 
-    async def _add_git_values(self, req: Request) -> None:
+    async def _add_git_values(self, req: Request, branch: BranchInfo) -> None:
         """$recent_commits and $changes cost a git call: only for templates that use them."""
-        branch = self.folder.git.branch()
         try:
             wanted = self.templates.get(req.template, branch.branch).placeholders()
         except KeyError:
@@ -297,10 +302,12 @@ class Assistant:
         project_summary: str,
         on_delta: Callable[[str], None] | None,
     ) -> Answer:
-        await self._add_git_values(req)
+        branch = self.folder.git.branch()  # read once for the request (three stats)
+        await self._add_git_values(req, branch)
         # prompt assembly is CPU work (ranking, counting, masking): see `INLINE_BUILD_S`
         built = await _builds.run(
-            lambda: self.build(req, docs, project_summary), completion=req.window is not None
+            lambda: self.build(req, docs, project_summary, branch),
+            completion=req.window is not None,
         )
         params = {
             "max_tokens": built.max_tokens,
@@ -345,7 +352,7 @@ class Assistant:
             self.cache.store(key, text)
         if req.record and req.kind == "completion" and text.strip():
             # not part of the conversation in prompts: recorded off the request path
-            exchange = self.exchange(req, text, completion.usage, completion.model)
+            exchange = self.exchange(req, text, completion.usage, completion.model, branch=branch)
             if self.record_later is not None:
                 self.record_later(self.folder.history, exchange)
             else:
@@ -370,10 +377,16 @@ class Assistant:
         return self.record(req, masked, Usage(), self.settings.model, cut=True)
 
     def exchange(
-        self, req: Request, answer: str, usage: Usage, model: str, cut: bool = False
+        self,
+        req: Request,
+        answer: str,
+        usage: Usage,
+        model: str,
+        cut: bool = False,
+        branch: BranchInfo | None = None,
     ) -> tuple[ChatMessage, ChatMessage]:
         """The two messages of an exchange as the history keeps them (`answer` is masked)."""
-        branch = self.folder.git.branch()
+        branch = branch or self.folder.git.branch()
         meta: dict[str, Any] = {
             "kind": req.kind,
             "file": req.file,
