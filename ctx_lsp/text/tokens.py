@@ -434,19 +434,25 @@ _chars_per_token = 4.0
 
 
 def start_within(text: str, n: int, *, by_lines: bool = False) -> str:
-    """The longest start of `text` made of its whole pieces (`_pieces`; of its lines where a
-    cut may be made, with `by_lines`) within `n` tokens, exactly: a start that ends at a line
-    end, and whose count is known without encoding when the text is a slice of a document
-    counted before. "" when its first piece alone is over `n`."""
+    """The longest start of `text` made of its whole lines (those a cut may be made before,
+    see `_pieces`) within `n` tokens, exactly. Its pieces are counted whole (known without
+    encoding when the text is a slice of a document counted before), and the lines of the
+    piece that does not fit one by one. "" when its first line alone is over `n`."""
     enc = _encoder if _encoder is not None else _load()
     if enc is False:
         return truncate_to_tokens(text, n, keep="start")
     total = end = 0
     for piece in _pieces(text, by_lines):
-        total += _counted(enc, piece, whole=False)
-        if total > n:
-            break
-        end += len(piece)
+        cost = _counted(enc, piece, whole=False)
+        if total + cost <= n:
+            total, end = total + cost, end + len(piece)
+            continue
+        for line in _pieces(piece, every_line=True) if not by_lines else ():
+            cost = _counted(enc, line, whole=False)
+            if total + cost > n:
+                break
+            total, end = total + cost, end + len(line)
+        break
     return text[:end]
 
 
