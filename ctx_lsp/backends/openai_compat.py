@@ -468,11 +468,20 @@ def warm_up() -> None:
     """Imports openai (~0.4 s, ~23 MB) and loads the tokenizer (~40 MB): when the first
     document is opened, not at start, so that a server with nothing open stays small.
     Reading a first answer and a first stream chunk builds the client's validators (~12 ms
-    each), which would otherwise happen on the event loop with the first real answer."""
+    each), which would otherwise happen on the event loop with the first real answer. The
+    client's streams use anyio, whose asyncio half (~30 ms to import) would also load then;
+    and the loopback transport (`loopback`) is imported with its h11."""
+    import contextlib
+    import importlib
+
     from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+    from ctx_lsp.backends import loopback  # noqa: F401
     from ctx_lsp.text.tokens import count_tokens
 
+    # another anyio layout: then it loads with the first stream, as before
+    with contextlib.suppress(ImportError):
+        importlib.import_module("anyio._backends._asyncio")
     count_tokens("warm up")
     head = {"id": "warm-up", "created": 0, "model": "warm-up"}
     ChatCompletion.construct(
