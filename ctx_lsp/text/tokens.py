@@ -447,7 +447,7 @@ def start_within(text: str, n: int, *, by_lines: bool = False) -> str:
         if total + cost <= n:
             total, end = total + cost, end + len(piece)
             continue
-        for line in _pieces(piece, every_line=True) if not by_lines else ():
+        for line in _pieces(piece, every_line=True):  # (with `by_lines`: the piece itself)
             cost = _counted(enc, line, whole=False)
             if total + cost > n:
                 break
