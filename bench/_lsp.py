@@ -344,7 +344,7 @@ def tokenizer() -> str:
 #: server makes them), replaying one recorded request body: the backend's own share.
 _DIRECT = """\
 import asyncio, json, sys, time
-from ctx_lsp.backends.openai_compat import Backend, BackendConfig, _post
+from ctx_lsp.backends.openai_compat import Backend, BackendConfig
 
 async def main():
     cfg = json.loads(sys.stdin.read())
@@ -355,7 +355,7 @@ async def main():
     out = []
     for _ in range(cfg["n"]):
         t0 = time.perf_counter()
-        await _post(client, "/chat/completions", cfg["body"])
+        await backend.post(client, "/chat/completions", cfg["body"])
         out.append(time.perf_counter() - t0)
     await client.close()
     print(json.dumps(out))

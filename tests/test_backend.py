@@ -102,10 +102,16 @@ def closed_port() -> int:
 
 async def test_the_transport_is_the_one_chosen(
     server: FakeOpenAI, backend: Backend, transport: str
-) -> None:
+) -> None:  # the only test here that looks inside the client
     await backend.chat(MSGS)
     pool = backend._client._client._transport  # type: ignore[union-attr]
     assert (type(pool).__name__ == "LoopbackTransport") == (transport == "loopback")
+    # a later plain request to this machine is the transport's to send, past the client's
+    # pipeline: what the "later" failure cases go through
+    body = {"model": "test-model", "messages": [m.as_api() for m in MSGS]}
+    replayed = await backend.post(backend._client, "/chat/completions", body)
+    assert b"Hi there, friend." in replayed
+    assert bool(getattr(pool, "_posted", None)) == (transport == "loopback")
 
 
 async def test_plain(server: FakeOpenAI, backend: Backend) -> None:
@@ -120,6 +126,28 @@ async def test_plain(server: FakeOpenAI, backend: Backend) -> None:
         "temperature": 0.5,
         "stop": ["\n\n"],
     }
+
+
+async def test_later_requests_send_what_the_first_sent(
+    server: FakeOpenAI, backend: Backend, transport: str
+) -> None:
+    """The client's headers go with every request, however it is sent."""
+    bodies = []
+    for n in range(3):
+        msgs = [*MSGS, ChatMessage("user", f"and then {n} é ü 🙂")]
+        assert (await backend.chat(msgs)).text == "Hi there, friend."
+        bodies.append({"model": "test-model", "messages": [m.as_api() for m in msgs],
+                       "max_tokens": 256, "temperature": 0.2})  # fmt: skip
+    first, *later = server.requests
+    assert [r.body for r in server.requests] == bodies
+
+    def sent(r: Any) -> dict[str, str]:
+        return {
+            k: v for k, v in r.headers.items() if k not in ("content-length", "idempotency-key")
+        }
+
+    assert first.headers["authorization"] == f"Bearer {KEY}" and "user-agent" in first.headers
+    assert all(sent(r) == sent(first) for r in later)
 
 
 async def test_config_defaults_are_sent(server: FakeOpenAI, backend: Backend) -> None:
@@ -196,6 +224,7 @@ FAILURES = [  # behaviours, config, kind, requests made
 ]
 
 
+@pytest.mark.parametrize("later", [pytest.param(False, id="first"), pytest.param(True, id="later")])
 @pytest.mark.parametrize("stream", [pytest.param(False, id="plain"), pytest.param(True, id="sse")])
 @pytest.mark.parametrize(("behaviours", "config", "kind", "requests"), FAILURES)
 async def test_failure_kinds(
@@ -205,16 +234,22 @@ async def test_failure_kinds(
     kind: str,
     requests: int,
     stream: bool,
+    later: bool,
 ) -> None:
+    """On a backend's first request and on a later one: a later plain request to a server on
+    this machine takes the loopback transport's own way past the client's pipeline."""
     if stream and isinstance(behaviours[0], CutStream):
         kind, requests = "bad_response", 1  # mid-stream: deltas went out, so never retried
-    server.enqueue(*behaviours)
     backend = make(server, **config)
+    if later:
+        assert (await backend.chat(MSGS, stream=stream)).text == "Hi there, friend."
+    before = len(server.requests)
+    server.enqueue(*behaviours)
     start = time.monotonic()
     with pytest.raises(BackendError) as info:
         await backend.chat(MSGS, stream=stream)
     assert info.value.kind == kind
-    assert len(server.requests) == requests
+    assert len(server.requests) - before == requests
     # not waited for: a hang past timeout_s, a Retry-After past max_retry_wait_s (5 s, 60 s:
     # far beyond what a loaded machine adds to the 0.3 s timeout and 10 ms retries)
     never = [b.seconds for b in behaviours if isinstance(b, Hang)] + [

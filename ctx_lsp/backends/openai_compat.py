@@ -24,6 +24,8 @@ from ctx_lsp.text.messages import ChatMessage
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
+    from ctx_lsp.backends.loopback import Poster
+
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -107,6 +109,7 @@ class Backend:
         if self._key is None and is_local_url(self.base_url):
             self._key = LOCAL_PLACEHOLDER_KEY
         self._client: AsyncOpenAI | None = None
+        self._poster: Poster | None = None  # plain POSTs to a server on this machine
         #: the served model when ctx.model was left at its default (see `prepare`)
         self._served_model: str | None = None
         #: the model's context window in tokens, when the server says it (`prepare`, or a
@@ -213,7 +216,7 @@ class Backend:
             self._idle = asyncio.Event()
             await self._idle.wait()
         if self._client is not None:
-            client, self._client = self._client, None
+            client, self._client, self._poster = self._client, None, None
             await client.close()
 
     # --- internals ---------------------------------------------------------------------------
@@ -281,7 +284,8 @@ class Backend:
             if self.loopback and is_local_url(self.base_url):
                 from ctx_lsp.backends import loopback
 
-                http_client = loopback.http_client(self.config.timeout_s)
+                http_client, transport = loopback.http_client(self.config.timeout_s)
+                self._poster = loopback.Poster(transport, self.base_url)
             self._client = openai.AsyncOpenAI(
                 api_key=self._key,
                 base_url=self.base_url,
@@ -345,8 +349,17 @@ class Backend:
             return backoff if after is None else after
         return None
 
+    async def post(self, client: AsyncOpenAI, path: str, body: dict[str, Any]) -> bytes:
+        """A plain POST's answer: through the `Poster` when the server is on this machine and
+        the client has posted there, else through the client (`_post`)."""
+        if self._poster is not None:
+            raw = await self._poster.post(client, path, body)
+            if raw is not None:
+                return raw
+        return await _post(client, path, body)
+
     async def _plain(self, client: AsyncOpenAI, body: dict[str, Any], chars: int) -> Completion:
-        raw = await _post(client, "/chat/completions", body)
+        raw = await self.post(client, "/chat/completions", body)
         errors = self._errors()
         try:
             resp = json.loads(raw)
