@@ -59,6 +59,8 @@ INLINE_BUILD_S = 0.010
 CONTEXT_FIT = (0.75, 0.5)
 _DEFAULT_MODEL = Settings().model
 _T = TypeVar("_T")
+#: The messages of an exchange, made when they are written.
+MakeRecord = Callable[[], Sequence[ChatMessage]]
 
 
 @dataclass
@@ -141,9 +143,9 @@ class Assistant:
         # documents and the cursor window are masked before they get here, with the values
         # registered: the key must be one of them
         register_secret(key)
-        #: takes completion exchanges instead of the history (the server writes them in
-        #: batches); None: each goes to the history on a worker thread
-        self.record_later: Callable[[History, tuple[ChatMessage, ...]], None] | None = None
+        #: takes completion exchanges (made when written) instead of the history: the server
+        #: writes them in batches; None: each goes to the history on a worker thread
+        self.record_later: Callable[[History, MakeRecord], None] | None = None
         self._refits = 0  # index into CONTEXT_FIT
 
     def build(
@@ -351,12 +353,18 @@ class Assistant:
         if self.cache is not None and text.strip():
             self.cache.store(key, text)
         if req.record and req.kind == "completion" and text.strip():
-            # not part of the conversation in prompts: recorded off the request path
-            exchange = self.exchange(req, text, completion.usage, completion.model, branch=branch)
+            # not part of the conversation in prompts: recorded off the request path, its two
+            # messages made there too (masking the request's summary is not the user's wait)
+            usage, model, at = completion.usage, completion.model, time.time()
+
+            def exchange() -> tuple[ChatMessage, ChatMessage]:
+                return self.exchange(req, text, usage, model, branch=branch, at=at)
+
             if self.record_later is not None:
                 self.record_later(self.folder.history, exchange)
             else:
-                asyncio.get_running_loop().run_in_executor(None, self._append, exchange)
+                loop = asyncio.get_running_loop()
+                loop.run_in_executor(None, lambda: self._append(exchange()))
         recorded = ""
         if req.record and req.kind != "completion" and text.strip():
             recorded = await asyncio.to_thread(
@@ -384,8 +392,10 @@ class Assistant:
         model: str,
         cut: bool = False,
         branch: BranchInfo | None = None,
+        at: float | None = None,
     ) -> tuple[ChatMessage, ChatMessage]:
-        """The two messages of an exchange as the history keeps them (`answer` is masked)."""
+        """The two messages of an exchange as the history keeps them (`answer` is masked),
+        made at `at` (default: now)."""
         branch = branch or self.folder.git.branch()
         meta: dict[str, Any] = {
             "kind": req.kind,
@@ -393,6 +403,7 @@ class Assistant:
             "files": req.files,
             "branch": branch.branch,
             "model": model,
+            "time": time.time() if at is None else at,
         }
         # masked before it is cut: a cut secret would no longer match its pattern
         short = redact(req.summary, self._secrets)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable, Sequence
 
 from ctx_lsp.store.history import History
 from ctx_lsp.text.messages import ChatMessage
@@ -25,15 +26,16 @@ DELAY_S = 1.0
 class DeferredRecords:
     def __init__(self, delay_s: float = DELAY_S) -> None:
         self.delay_s = delay_s
-        self._pending: list[tuple[History, tuple[ChatMessage, ...]]] = []
+        self._pending: list[tuple[History, Callable[[], Sequence[ChatMessage]]]] = []
         self._lock = threading.Lock()  # the shutdown flush may run on another thread
         self._handle: asyncio.TimerHandle | None = None
 
     def __len__(self) -> int:
         return len(self._pending)
 
-    def add(self, history: History, messages: tuple[ChatMessage, ...]) -> None:
-        """Keep `messages` for `history` until the next write (on the running loop)."""
+    def add(self, history: History, messages: Callable[[], Sequence[ChatMessage]]) -> None:
+        """Keep `messages` (made when written) for `history` until the next write (on the
+        running loop)."""
         with self._lock:
             self._pending.append((history, messages))
         if self._handle is None:
@@ -49,7 +51,12 @@ class DeferredRecords:
         with self._lock:
             pending, self._pending = self._pending, []
         batches: dict[int, tuple[History, list[ChatMessage]]] = {}
-        for history, messages in pending:
+        for history, make in pending:
+            try:
+                messages = make()
+            except Exception as exc:  # the answer reached the user already
+                log.error("cannot make a completion's record: %r", exc)
+                continue
             batches.setdefault(id(history), (history, []))[1].extend(messages)
         for history, messages in batches.values():
             try:
