@@ -184,7 +184,7 @@ async def overhead(
     rows = [
         ["ctx-lsp inlineCompletion", ms(median(ctx_t)), ms(pct(ctx_t, 99)), ms(min(ctx_t))],
         ["bare pygls inlineCompletion", ms(median(bare_t)), ms(pct(bare_t, 99)), ms(min(bare_t))],
-        ["fake backend alone (openai client)", ms(median(direct)), ms(pct(direct, 99)),
+        ["fake backend alone (the server's own call)", ms(median(direct)), ms(pct(direct, 99)),
          ms(min(direct))],
         ["ctx-lsp first request (cold, not counted)", ms(cold), "", ""],
     ]  # fmt: skip

@@ -5,6 +5,7 @@ server does): every answer arrives, each request is sent once, a kept connection
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from collections.abc import AsyncIterator
 
@@ -16,7 +17,7 @@ from ctx_lsp.text.messages import ChatMessage
 MSGS = [ChatMessage("user", "say hi")]
 
 
-def _answer(n: int) -> bytes:
+def _answer(n: int, gzipped: bool = False) -> bytes:
     body = json.dumps(
         {
             "id": f"c{n}",
@@ -30,6 +31,8 @@ def _answer(n: int) -> bytes:
         }
     ).encode()  # fmt: skip
     head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    if gzipped:
+        body, head = gzip.compress(body), head + b"Content-Encoding: gzip\r\n"
     return head + b"Content-Length: %d\r\n\r\n" % len(body) + body
 
 
@@ -37,7 +40,8 @@ class Raw:
     """Answers each request with "answer <n>". `mode`: "keep" keeps connections alive;
     "close" closes one right after its answer, with no `Connection: close`; "drop" keeps it
     until the next request comes, then closes it without reading it (the close crosses the
-    request: the request must go again, on a new connection)."""
+    request: the request must go again, on a new connection); "gzip" keeps them and sends
+    its answers gzip-encoded."""
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
@@ -55,7 +59,7 @@ class Raw:
                 await reader.readexactly(int(head.split("content-length:")[1].split()[0]))
                 self.requests += 1
                 served += 1
-                writer.write(_answer(self.requests))
+                writer.write(_answer(self.requests, gzipped=self.mode == "gzip"))
                 await writer.drain()
                 if self.mode == "close":
                     break
@@ -64,7 +68,7 @@ class Raw:
         writer.close()
 
 
-@pytest.fixture(params=["keep", "close", "drop"])
+@pytest.fixture(params=["keep", "close", "drop", "gzip"])
 async def raw(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Raw, Backend]]:
     server = Raw(request.param)
     srv = await asyncio.start_server(server.handle, "127.0.0.1", 0)
@@ -88,7 +92,7 @@ async def test_every_answer_arrives_and_each_request_is_sent_once(
     pool = backend._client._client._transport  # type: ignore[union-attr]
     assert type(pool).__name__ == "LoopbackTransport"
     # one connection while the server keeps it; one per answer when it closes them
-    assert server.connections == (1 if server.mode == "keep" else 40)
+    assert server.connections == (1 if server.mode in ("keep", "gzip") else 40)
 
 
 async def test_answers_in_parallel_each_on_its_connection(raw: tuple[Raw, Backend]) -> None:

@@ -337,6 +337,8 @@ class Poster:
         if got is None:
             return None
         status, headers, answer = got
+        if any(k == b"content-encoding" for k, _ in headers):  # decoded as the client does
+            answer = httpx.Response(status, headers=headers, content=answer).content
         if status < 300:
             return answer
         if status < 400:
