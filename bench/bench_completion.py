@@ -12,7 +12,8 @@ OpenAI-compatible test server (tests/fake_openai.py) with a fixed short reply, n
    subtracted: the backend's HTTP time is part of ctx-lsp's figure, so the same request body
    is also sent straight to the fake backend from another process, through the `openai` client
    the server makes (its transport included) with the call the server makes
-   (`openai_compat._post`), and that time is printed too.
+   (`Backend.post`: past the client's pipeline to a server on this machine), and that time is
+   printed too.
    Target: median ≤ 5 ms above the bare round trip. With `--against REV`, this repository at
    commit REV (exported with `git archive`) runs as a third server in the same rotation: the
    difference between the two is what the commits since REV cost, whatever the machine's
