@@ -153,14 +153,11 @@ class _Query:
     lang: str
 
 
-@dataclass
-class _Candidate:
-    score: float
-    order: int
-    doc: OpenDoc
-    start: int
-    end: int  # -1: the document's head, measured only if taken
-    reason: str
+#: A candidate snippet, sorted as it is (best first, then in the order found): minus its
+#: score, that order, the document, the block's range (end -1: the document's head, measured
+#: only if taken), and why: a definition's name with whether it is imported, or a head's
+#: reason with None. Tuples, not objects: a ranking makes a hundred of them and takes twenty.
+_Candidate = tuple[float, int, OpenDoc, int, int, str, bool | None]
 
 
 def _query(current: OpenDoc, cursor: int) -> _Query:
@@ -239,28 +236,6 @@ def _imported_as(doc: OpenDoc, q: _Query) -> list[str]:
     return hit
 
 
-def _definition_score(
-    doc: OpenDoc, hit: Hit, q: _Query, imported_doc: bool, defining: int, recency: float
-) -> tuple[float, str]:
-    """Nearer identifiers weigh more; a name defined in several documents is ambiguous,
-    unless the import says which one is meant; one the current document defines too is most
-    likely a local name."""
-    i, name, _ = hit
-    weight = 1.0 / (1.0 + 0.25 * i)
-    mods = q.own.names.get(name)
-    imported = imported_doc or bool(mods and any(module_matches(doc.path, m) for m in mods))
-    if not imported:
-        weight /= defining
-    score = 10.0 + 8.0 * weight + 0.3 * recency
-    reason = f"defines {name}"
-    if imported:
-        score += 1.0
-        reason += " (imported)"
-    elif name in q.own.defs:
-        score -= 4.0
-    return score, reason
-
-
 def _head_score(
     doc: OpenDoc,
     q: _Query,
@@ -286,33 +261,48 @@ def _candidates(
     recent_rank: dict[str, int],
     now: float,
 ) -> list[_Candidate]:
+    """Definitions: nearer identifiers weigh more; a name defined in several documents is
+    ambiguous, unless the import says which one is meant; one the current document defines
+    too is most likely a local name. Then each document's head (`_head_score`)."""
     out: list[_Candidate] = []
+    names, own_defs = q.own.names, q.own.defs
     for doc, found in hits:
         imported = _imported_as(doc, q)
-        recency = 1.0 / (1 + recent_rank[doc.uri]) if doc.uri in recent_rank else 0.0
-        for hit in found:
-            score, reason = _definition_score(
-                doc, hit, q, bool(imported), defining[hit[1]], recency
-            )
-            out.append(_Candidate(score, len(out), doc, *hit[2], reason))
+        rank = recent_rank.get(doc.uri)
+        recency = 1.0 / (1 + rank) if rank is not None else 0.0
+        path = doc.path
+        for i, name, (start, end) in found:
+            weight = 1.0 / (1.0 + 0.25 * i)
+            mods = None if imported else names.get(name)
+            known = bool(imported) or bool(mods and any(module_matches(path, m) for m in mods))
+            if not known:
+                weight /= defining[name]
+            score = 10.0 + 8.0 * weight + 0.3 * recency
+            if known:
+                score += 1.0
+            elif name in own_defs:
+                score -= 4.0
+            out.append((-score, len(out), doc, start, end, name, known))
         score, reason = _head_score(doc, q, imported, recent_rank, recency, now)
         if score:
-            out.append(_Candidate(score, len(out), doc, 0, -1, reason))
+            out.append((-score, len(out), doc, 0, -1, reason, None))
     return out
 
 
 def _take(candidates: list[_Candidate], limit: int) -> list[Snippet]:
     """Best first; snippets of one document never overlap."""
-    candidates.sort(key=lambda c: (-c.score, c.order))
+    candidates.sort()  # by score, then order: unique, so nothing after it is compared
     taken: dict[str, list[tuple[int, int]]] = {}
     out: list[Snippet] = []
-    for c in candidates:
-        start, end = c.start, c.end if c.end >= 0 else _index(c.doc).head_len
-        spans = taken.setdefault(c.doc.uri, [])
+    for neg, _, doc, start, end, what, known in candidates:
+        if end < 0:
+            end = _index(doc).head_len
+        spans = taken.setdefault(doc.uri, [])
         if any(start < e and s < end for s, e in spans):
             continue
         spans.append((start, end))
-        out.append(Snippet(c.doc.path, c.doc.text[start:end], round(c.score, 4), c.reason))
+        reason = what if known is None else f"defines {what}" + (" (imported)" if known else "")
+        out.append(Snippet(doc.path, doc.text[start:end], round(-neg, 4), reason))
         if len(out) >= limit:
             break
     return out
