@@ -52,6 +52,25 @@ def test_identifiers_window_and_keywords() -> None:
     assert identifiers_near("if x: return self.y", 3) == []
 
 
+@pytest.mark.parametrize(
+    "line_chars", [8, 300, 5000], ids=["short-lines", "long-lines", "lines-over-a-span"]
+)
+def test_identifiers_window_is_whole_lines_whatever_their_length(line_chars: int) -> None:
+    """The lines around the cursor are read in one span of text when they fit in it, one by
+    one when they do not: the same names either way, at the start, middle and end."""
+    pad = "_" * max(0, line_chars - 12)
+    lines = [f"n{i:03d}{pad} = v{i:03d}" for i in range(80)]
+    text = "\n".join(lines) + "\n"
+    for line in (0, 1, 40, 78, 79, 80):
+        offset = sum(len(x) + 1 for x in lines[:line])
+        names = identifiers_near(text, offset, window_lines=30)
+        near = [i for i in range(line - 30, line + 31) if 0 <= i < 80]
+        expected = {f"n{i:03d}{pad}" for i in near} | {f"v{i:03d}" for i in near}
+        assert set(names) == expected, line
+        if 0 < line < 79:  # the line above comes before the line below
+            assert names.index(f"v{line - 1:03d}") < names.index(f"n{line + 1:03d}{pad}")
+
+
 # ----------------------------------------------------------------------------- definitions
 
 PY = '''"""Utilities."""

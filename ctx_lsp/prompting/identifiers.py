@@ -65,34 +65,57 @@ def _identifiers_near(text: str, offset: int, window_lines: int) -> list[str]:
     matches.sort(key=lambda m: 0 if m[0] <= col <= m[1] else min(abs(m[0] - col), abs(m[1] - col)))
     names = [m[2] for m in matches]
 
-    # Lines above (nearest first) and below, interleaved.
-    above: list[str] = []
-    pos = line_start - 1
-    for _ in range(window_lines):
-        if pos < 0:
-            break
-        start = text.rfind("\n", 0, pos) + 1
-        above.append(text[start:pos])
-        pos = start - 1
-    below: list[str] = []
-    pos = line_end + 1
-    for _ in range(window_lines):
-        if pos > len(text):
-            break
-        end = text.find("\n", pos)
-        if end < 0:
-            end = len(text)
-        below.append(text[pos:end])
-        pos = end + 1
+    # Lines above (nearest first) and below, interleaved: found in one pass of the pattern
+    # over them joined (a name never spans a line break)
+    above, below = _lines_above(text, line_start, window_lines), []
+    if line_end < len(text):
+        stop = line_end + 1 + _SPAN
+        below = text[line_end + 1 : stop].split("\n", window_lines)
+        if len(below) <= window_lines and stop < len(text):  # long lines: one by one
+            below = _lines_below(text, line_end, window_lines)
+        del below[window_lines:]
+    lines = []
     for i in range(max(len(above), len(below))):
         if i < len(above):
-            names += _IDENT_RE.findall(above[i])
+            lines.append(above[i])
         if i < len(below):
-            names += _IDENT_RE.findall(below[i])
+            lines.append(below[i])
+    names += _IDENT_RE.findall("\n".join(lines))
     # each name once, where it first comes (dict order), then the ones that say nothing out
     return [
         n for n in dict.fromkeys(names) if len(n) > 1 and n not in KEYWORDS and not n[0].isdigit()
     ]
+
+
+#: Characters taken at once for the lines around the cursor (30 lines of code, mostly).
+_SPAN = 4096
+
+
+def _lines_above(text: str, line_start: int, n: int) -> list[str]:
+    """The `n` lines above the one starting at `line_start`, nearest first."""
+    if line_start == 0:
+        return []
+    start = max(0, line_start - 1 - _SPAN)
+    lines = text[start : line_start - 1].split("\n")
+    if start and len(lines) <= n:  # long lines: one by one
+        lines, pos = [], line_start - 1
+        while pos >= 0 and len(lines) < n:
+            begin = text.rfind("\n", 0, pos) + 1
+            lines.append(text[begin:pos])
+            pos = begin - 1
+        return lines
+    return lines[: -n - 1 : -1]
+
+
+def _lines_below(text: str, line_end: int, n: int) -> list[str]:
+    """The `n` lines below the one ending at `line_end`, one by one."""
+    lines, pos = [], line_end + 1
+    while pos <= len(text) and len(lines) < n:
+        end = text.find("\n", pos)
+        end = len(text) if end < 0 else end
+        lines.append(text[pos:end])
+        pos = end + 1
+    return lines
 
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$")
