@@ -28,6 +28,8 @@ Range = tuple[int, int, int, int]
 
 # LSP recognises only these three line endings (not str.splitlines' \v, \f, \x85, \u2028, ...).
 _EOL = re.compile(r"(\r\n|\r|\n)")
+#: What `str.splitlines` also ends a line at, and LSP does not.
+_NOT_LSP_EOL = "\v\f\x1c\x1d\x1e\x85\u2028\u2029"
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 
 
@@ -45,6 +47,12 @@ class DocumentError(ValueError):
 
 def _split(text: str) -> list[str]:
     """Split into lines that keep their endings; the last element has none (maybe "")."""
+    # `splitlines` in C, where it splits as LSP does: a seventh of the time of the regex
+    if not any(c in text for c in _NOT_LSP_EOL):
+        lines = text.splitlines(keepends=True)
+        if not lines or lines[-1][-1] in "\r\n":
+            lines.append("")
+        return lines
     parts = _EOL.split(text)
     lines = [parts[i] + parts[i + 1] for i in range(0, len(parts) - 1, 2)]
     lines.append(parts[-1])
