@@ -311,8 +311,8 @@ def http_client(timeout: float) -> tuple[Any, LoopbackTransport]:
 
 class Poster:
     """Plain POSTs to a model server on this machine, past the `openai` client's request
-    pipeline (see the module's text): the same bytes on the wire but for the body's, and the
-    client's own errors (`APITimeoutError`, `APIConnectionError`, its status errors)."""
+    pipeline (see the module's text): the client's headers, its body encoding, and its own
+    errors (`APITimeoutError`, `APIConnectionError`, its status errors)."""
 
     def __init__(self, transport: LoopbackTransport, base_url: str) -> None:
         url = httpx.URL(base_url)
