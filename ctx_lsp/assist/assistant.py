@@ -356,9 +356,12 @@ class Assistant:
             # not part of the conversation in prompts: recorded off the request path, its two
             # messages made there too (masking the request's summary is not the user's wait)
             usage, model, at = completion.usage, completion.model, time.time()
+            # what the record is made of, not the document and window it was asked in: a
+            # batch of keystrokes' records would hold a version of a large file each
+            asked = replace(req, values={}, current=None, window=None, refit=None)
 
             def exchange() -> tuple[ChatMessage, ChatMessage]:
-                return self.exchange(req, text, usage, model, branch=branch, at=at)
+                return self.exchange(asked, text, usage, model, branch=branch, at=at)
 
             if self.record_later is not None:
                 self.record_later(self.folder.history, exchange)
