@@ -183,10 +183,7 @@ class _Body(httpx.AsyncByteStream):
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        if self._done and conn.reusable():
-            self._transport._keep(self._key, conn)
-        else:
-            conn.close()
+        self._transport._release(self._key, conn, self._done)
 
 
 class LoopbackTransport(httpx.AsyncBaseTransport):
@@ -238,10 +235,7 @@ class LoopbackTransport(httpx.AsyncBaseTransport):
         except BaseException:
             conn.close()
             raise
-        if conn.reusable():
-            self._keep(key, conn)
-        else:
-            conn.close()
+        self._release(key, conn, True)
         if 300 <= head.status_code < 400:  # a redirect: the client follows it from now on
             del self._posted[(*key, target)]
             self._redirected.add((*key, target))
@@ -284,9 +278,11 @@ class LoopbackTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
         return _Connection(reader, writer)
 
-    def _keep(self, key: tuple[str, int], conn: _Connection) -> None:
+    def _release(self, key: tuple[str, int], conn: _Connection, whole: bool) -> None:
+        """Back to the pool when the answer was read `whole` and both sides may go on (and
+        the pool has room), else closed."""
         idle = self._idle.setdefault(key, [])
-        if len(idle) < MAX_IDLE:
+        if whole and len(idle) < MAX_IDLE and conn.reusable():
             idle.append(conn)
         else:
             conn.close()

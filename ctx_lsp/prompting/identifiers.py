@@ -67,13 +67,8 @@ def _identifiers_near(text: str, offset: int, window_lines: int) -> list[str]:
 
     # Lines above (nearest first) and below, interleaved: found in one pass of the pattern
     # over them joined (a name never spans a line break)
-    above, below = _lines_above(text, line_start, window_lines), []
-    if line_end < len(text):
-        stop = line_end + 1 + _SPAN
-        below = text[line_end + 1 : stop].split("\n", window_lines)
-        if len(below) <= window_lines and stop < len(text):  # long lines: one by one
-            below = _lines_below(text, line_end, window_lines)
-        del below[window_lines:]
+    above = _lines_above(text, line_start, window_lines)
+    below = _lines_below(text, line_end, window_lines)
     lines = []
     for i in range(max(len(above), len(below))):
         if i < len(above):
@@ -108,14 +103,20 @@ def _lines_above(text: str, line_start: int, n: int) -> list[str]:
 
 
 def _lines_below(text: str, line_end: int, n: int) -> list[str]:
-    """The `n` lines below the one ending at `line_end`, one by one."""
-    lines, pos = [], line_end + 1
-    while pos <= len(text) and len(lines) < n:
-        end = text.find("\n", pos)
-        end = len(text) if end < 0 else end
-        lines.append(text[pos:end])
-        pos = end + 1
-    return lines
+    """The `n` lines below the one ending at `line_end`, nearest first."""
+    if line_end >= len(text):
+        return []
+    stop = line_end + 1 + _SPAN
+    lines = text[line_end + 1 : stop].split("\n", n)
+    if len(lines) <= n and stop < len(text):  # long lines: one by one
+        lines, pos = [], line_end + 1
+        while pos <= len(text) and len(lines) < n:
+            end = text.find("\n", pos)
+            end = len(text) if end < 0 else end
+            lines.append(text[pos:end])
+            pos = end + 1
+        return lines
+    return lines[:n]
 
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$")

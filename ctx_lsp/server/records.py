@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from ctx_lsp.store.history import History
 from ctx_lsp.text.messages import ChatMessage
+
+if TYPE_CHECKING:
+    from ctx_lsp.assist.assistant import MakeRecord
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +29,14 @@ DELAY_S = 1.0
 class DeferredRecords:
     def __init__(self, delay_s: float = DELAY_S) -> None:
         self.delay_s = delay_s
-        self._pending: list[tuple[History, Callable[[], Sequence[ChatMessage]]]] = []
+        self._pending: list[tuple[History, MakeRecord]] = []
         self._lock = threading.Lock()  # the shutdown flush may run on another thread
         self._handle: asyncio.TimerHandle | None = None
 
     def __len__(self) -> int:
         return len(self._pending)
 
-    def add(self, history: History, messages: Callable[[], Sequence[ChatMessage]]) -> None:
+    def add(self, history: History, messages: MakeRecord) -> None:
         """Keep `messages` (made when written) for `history` until the next write (on the
         running loop)."""
         with self._lock:
